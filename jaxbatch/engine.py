@@ -1,0 +1,531 @@
+"""Train state, train/eval steps and the member axis.
+
+A *group* is a set of members (configurations) that share array shapes: same
+model, batch size and data. Its state is one pytree whose leaves all carry a
+leading member axis ``[members, ...]``. Hyperparameters are data too: a dict of
+``[members]`` arrays passed into the compiled functions, so new values never
+recompile (DESIGN.md, decision 1).
+
+Everything a member computes depends only on its own hyperparameters and seed:
+its initial parameters, its data order (an on-device permutation per epoch) and
+its dropout keys are all derived from ``seed``, never from its index. Member *i*
+of a sweep therefore equals a solo run with the same values (decision 4).
+
+The member axis is mapped by a *strategy* (decision 6):
+
+* ``vmap``     all members batched into one computation;
+* ``map``      members one after another inside one program (``lax.map``);
+* ``chunk:N``  ``lax.map`` over blocks of ``N`` vmapped members.
+
+The loop form is a separate choice: ``steps_per_call`` steps run per compiled
+call (a ``lax.scan``, optionally unrolled), the host looping over calls. On
+XLA:CPU a rolled scan of conv steps was measured 25x slower than a host loop of
+jitted steps, so the default is one step per call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from jaxbatch import models, optim, schedules
+from jaxbatch.data import normalize
+
+STRATEGIES = ("vmap", "map", "chunk:N")
+
+# Hyperparameters every member carries, with their defaults. Schedule
+# parameters that a schedule does not use are simply ignored.
+HPARAM_DEFAULTS: dict[str, float] = {
+    "lr": 0.01,
+    "weight_decay": 0.0,
+    "momentum": 0.9,
+    "gamma": 0.1,
+    "step_size": 1.0,
+    "decay_rate": 0.0,
+    "warmup_steps": 0.0,
+    "seed": 0.0,
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainSpec:
+    """Static, shape-level settings of one group; hashable, a compile cache key.
+
+    Attributes:
+      model: model name for ``jaxbatch.models.get_model``.
+      model_kwargs: extra model keyword arguments as sorted ``(key, value)`` pairs.
+      num_classes: number of output classes.
+      image_shape: ``(H, W, C)`` of one example.
+      n_train: number of training examples on the device.
+      batch_size: training batch size.
+      optimizer: name for ``jaxbatch.optim.make_optimizer``.
+      nesterov: Nesterov momentum (SGD).
+      weight_decay_mode: ``"l2"``, ``"decoupled"`` or ``"l1"``.
+      schedule: unit-peak LR shape: ``"constant"``, ``"step"`` (``gamma``,
+        ``step_size``), ``"exponential"`` (``decay_rate``), ``"inverse_time"``
+        (``decay_rate``) or ``"cosine"`` (over ``total_steps``); each optionally
+        with linear warmup over ``warmup_steps``.
+      total_steps: planned number of steps (used by ``"cosine"``).
+      lr_multipliers: ``(pattern, multiplier)`` pairs for per-parameter LRs.
+      eval_batch_size: batch size of evaluation.
+      strategy: member-axis strategy, see the module docstring.
+      steps_per_call: training steps per compiled call.
+      unroll: unroll the scan over ``steps_per_call`` steps.
+    """
+
+    model: str
+    model_kwargs: tuple[tuple[str, Any], ...] = ()
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    n_train: int
+    batch_size: int
+    optimizer: str = "sgd"
+    nesterov: bool = False
+    weight_decay_mode: str = "l2"
+    schedule: str = "step"
+    total_steps: int = 1
+    lr_multipliers: tuple[tuple[str, float], ...] = ()
+    eval_batch_size: int = 500
+    strategy: str = "vmap"
+    steps_per_call: int = 1
+    unroll: bool = False
+
+    def __post_init__(self):
+        if self.batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size=}")
+        if self.batch_size > self.n_train:
+            raise ValueError(
+                f"batch_size {self.batch_size} is larger than the training set "
+                f"({self.n_train} examples); lower --batch-sizes or raise --train-size"
+            )
+        if self.schedule not in _SCHEDULES:
+            raise ValueError(
+                f"unknown schedule {self.schedule!r}; "
+                f"choose one of {sorted(_SCHEDULES)}"
+            )
+        parse_strategy(self.strategy)
+        if self.steps_per_call <= 0:
+            raise ValueError(
+                f"steps_per_call must be positive, got {self.steps_per_call=}"
+            )
+        if self.eval_batch_size <= 0:
+            raise ValueError(
+                f"eval_batch_size must be positive, got {self.eval_batch_size=}"
+            )
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Full batches per epoch; the remainder of a permutation is dropped."""
+        return self.n_train // self.batch_size
+
+    def build_model(self):
+        return models.get_model(
+            self.model, num_classes=self.num_classes, **dict(self.model_kwargs)
+        )
+
+
+@flax.struct.dataclass
+class MemberState:
+    """The training state of one member (or, with a leading axis, of a group).
+
+    Arrays only: no functions, so it can be vmapped, sharded and checkpointed.
+    """
+
+    params: Any
+    batch_stats: Any  # {} for models without BatchNorm
+    opt_state: Any
+    step: jax.Array  # int32, optimizer steps taken (or skipped while frozen)
+    epoch: jax.Array  # int32, epochs started
+    pos: jax.Array  # int32, batch index within the current epoch
+    perm: jax.Array  # [n_train] int32, this epoch's example order
+    lr_scale: jax.Array  # float32, plateau multiplier on the scheduled LR
+    diverged: jax.Array  # bool, loss or gradient became NaN/inf: frozen
+    stopped: jax.Array  # bool, early-stopped: frozen
+
+
+def parse_strategy(strategy: str) -> tuple[str, int]:
+    """``"vmap" -> ("vmap", 0)``, ``"chunk:4" -> ("chunk", 4)``; raises on others."""
+    if strategy in ("vmap", "map"):
+        return strategy, 0
+    if strategy.startswith("chunk:"):
+        n = strategy.split(":", 1)[1]
+        if n.isdigit() and int(n) > 0:
+            return "chunk", int(n)
+    raise ValueError(
+        f"unknown strategy {strategy!r}; use 'vmap', 'map' or 'chunk:N' with N >= 1"
+    )
+
+
+def member_multiple(strategy: str) -> int:
+    """Member counts must be a multiple of this (the sweep pads to it)."""
+    kind, n = parse_strategy(strategy)
+    return n if kind == "chunk" else 1
+
+
+def over_members(fn: Callable, strategy: str) -> Callable:
+    """Map ``fn(member_args, shared_args)`` over the leading axis of member_args.
+
+    ``shared_args`` (the dataset) are not mapped.
+    """
+    kind, n = parse_strategy(strategy)
+    batched = jax.vmap(fn, in_axes=(0, None))
+    if kind == "vmap":
+        return batched
+    if kind == "map":
+        return lambda m, s: lax.map(lambda mm: fn(mm, s), m)
+
+    def chunked(m, s):
+        size = jax.tree.leaves(m)[0].shape[0]
+        if size % n:
+            raise ValueError(f"{size} members do not split into chunks of {n}")
+        blocks = jax.tree.map(lambda a: a.reshape(size // n, n, *a.shape[1:]), m)
+        out = lax.map(lambda mm: batched(mm, s), blocks)
+        return jax.tree.map(lambda a: a.reshape(size, *a.shape[2:]), out)
+
+    return chunked
+
+
+# --- keys: everything random comes from the member's seed --------------------
+
+
+def _seed_key(hp, purpose: int) -> jax.Array:
+    seed = jnp.asarray(hp["seed"]).astype(jnp.uint32)
+    return jax.random.fold_in(jax.random.PRNGKey(seed), purpose)
+
+
+def _init_key(hp):
+    return _seed_key(hp, 0)
+
+
+def _data_key(hp):
+    return _seed_key(hp, 1)
+
+
+def _dropout_key(hp):
+    return _seed_key(hp, 2)
+
+
+# --- LR and optimizer ----------------------------------------------------------
+
+
+def _warmed(shape, hp):
+    return schedules.warmup(shape, hp["warmup_steps"])
+
+
+_SCHEDULES: dict[str, Callable[[TrainSpec, Mapping], Callable]] = {
+    "constant": lambda spec, hp: schedules.constant(1.0),
+    "step": lambda spec, hp: schedules.step_decay(1.0, hp["step_size"], hp["gamma"]),
+    "exponential": lambda spec, hp: schedules.exponential_decay(1.0, hp["decay_rate"]),
+    "inverse_time": lambda spec, hp: schedules.inverse_time_decay(
+        1.0, hp["decay_rate"]
+    ),
+    "cosine": lambda spec, hp: schedules.cosine_decay(1.0, spec.total_steps),
+}
+
+
+def learning_rate(spec: TrainSpec, hp: Mapping, step, lr_scale=1.0) -> jax.Array:
+    """The LR of one member at ``step``: peak x unit-peak shape x plateau scale.
+
+    Decision 2 of DESIGN.md: the peak is a traced per-member value multiplied
+    onto a schedule of unit peak, which works for any traced parameter.
+    """
+    shape = _SCHEDULES[spec.schedule](spec, hp)
+    shape = _warmed(shape, hp)
+    return hp["lr"] * shape(step) * lr_scale
+
+
+def make_tx(spec: TrainSpec, hp: Mapping, lr) -> optax.GradientTransformation:
+    """The member's optimizer for a (traced) scalar LR at this step.
+
+    Built inside the compiled step: the LR is already scheduled, so the
+    optimizer state has the same structure whatever the schedule.
+    """
+    return optim.make_optimizer(
+        spec.optimizer,
+        lr,
+        momentum=hp["momentum"],
+        nesterov=spec.nesterov,
+        weight_decay=hp["weight_decay"],
+        weight_decay_mode=spec.weight_decay_mode,
+        lr_multipliers=dict(spec.lr_multipliers) or None,
+    )
+
+
+# --- per-member functions ----------------------------------------------------------
+
+
+def _variables(state: MemberState) -> dict:
+    if state.batch_stats:
+        return {"params": state.params, "batch_stats": state.batch_stats}
+    return {"params": state.params}
+
+
+def init_member(spec: TrainSpec, hp: Mapping) -> MemberState:
+    """A fresh member state from its own seed (vmap it for a group)."""
+    model = spec.build_model()
+    k_params, k_dropout = jax.random.split(_init_key(hp))
+    x = jnp.zeros((1, *spec.image_shape), jnp.float32)
+    variables = model.init({"params": k_params, "dropout": k_dropout}, x, train=False)
+    params = variables["params"]
+    batch_stats = variables.get("batch_stats", {})
+    opt_state = make_tx(spec, hp, 0.0).init(params)
+    return MemberState(
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=opt_state,
+        step=jnp.zeros((), jnp.int32),
+        epoch=jnp.zeros((), jnp.int32),
+        pos=jnp.zeros((), jnp.int32),
+        perm=jnp.arange(spec.n_train, dtype=jnp.int32),
+        lr_scale=jnp.ones((), jnp.float32),
+        diverged=jnp.zeros((), bool),
+        stopped=jnp.zeros((), bool),
+    )
+
+
+def start_epoch(spec: TrainSpec, state: MemberState, hp: Mapping) -> MemberState:
+    """New example order for the next epoch, from the member's seed and epoch."""
+    key = jax.random.fold_in(_data_key(hp), state.epoch)
+    perm = jax.random.permutation(key, spec.n_train).astype(jnp.int32)
+    return state.replace(
+        perm=perm, epoch=state.epoch + 1, pos=jnp.zeros_like(state.pos)
+    )
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _tree_where(pred, on_true, on_false):
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def train_step(spec: TrainSpec, state: MemberState, hp: Mapping, data: Mapping):
+    """One SGD step of one member.
+
+    Args:
+      state: the member's state.
+      hp: the member's hyperparameters (scalars).
+      data: ``x_train: [n, H, W, C] uint8``, ``y_train: [n]``, ``mean``, ``std``.
+
+    Returns:
+      ``(state, metrics)`` with scalar metrics ``loss`` (NaN once diverged),
+      ``acc`` (batch accuracy) and ``lr``.
+    """
+    model = spec.build_model()
+    bs = spec.batch_size
+    idx = lax.dynamic_slice(state.perm, (state.pos * bs,), (bs,))
+    x = normalize(data["x_train"][idx], data["mean"], data["std"])
+    y = data["y_train"][idx]
+    rng = jax.random.fold_in(_dropout_key(hp), state.step)
+
+    def loss_fn(params):
+        variables = {**_variables(state), "params": params}
+        if state.batch_stats:
+            logits, new_vars = model.apply(
+                variables, x, train=True, rngs={"dropout": rng}, mutable=["batch_stats"]
+            )
+            new_bs = new_vars["batch_stats"]
+        else:
+            logits = model.apply(variables, x, train=True, rngs={"dropout": rng})
+            new_bs = state.batch_stats
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, (logits, new_bs)
+
+    (loss, (logits, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params
+    )
+    lr = learning_rate(spec, hp, state.step, state.lr_scale)
+    updates, opt_state = make_tx(spec, hp, lr).update(
+        grads, state.opt_state, state.params
+    )
+    params = optax.apply_updates(state.params, updates)
+
+    finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
+    diverged = state.diverged | (~finite & ~state.stopped)
+    frozen = diverged | state.stopped
+    moved = state.replace(params=params, batch_stats=new_bs, opt_state=opt_state)
+    kept = _tree_where(frozen, state, moved)
+    new_state = kept.replace(step=state.step + 1, pos=state.pos + 1, diverged=diverged)
+    acc = jnp.mean(jnp.argmax(logits, -1) == y)
+    metrics = {
+        "loss": jnp.where(diverged, jnp.nan, loss),
+        "acc": jnp.where(diverged, jnp.nan, acc),
+        "lr": lr,
+    }
+    return new_state, metrics
+
+
+def eval_batch(spec: TrainSpec, state: MemberState, batch: Mapping):
+    """Summed loss and correct count of one member on one padded batch.
+
+    ``batch``: ``x: [eval_bs, H, W, C] uint8``, ``y: [eval_bs]``, ``mask: [eval_bs]``
+    (0 for padding), ``mean``, ``std``.
+    """
+    model = spec.build_model()
+    x = normalize(batch["x"], batch["mean"], batch["std"])
+    logits = model.apply(_variables(state), x, train=False)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
+    correct = jnp.argmax(logits, -1) == batch["y"]
+    mask = batch["mask"]
+    return jnp.sum(losses * mask), jnp.sum(correct * mask)
+
+
+# --- compiled group functions ---------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupFns:
+    """The compiled functions of one group (all take and return member-axis trees)."""
+
+    init: Callable  # hp -> state
+    start_epoch: Callable  # (state, hp) -> state
+    train: Callable  # (state, hp, data) -> (state, metrics[members, steps_per_call])
+    train_one: Callable  # same, one step
+    eval: Callable  # (state, batch) -> (loss_sum[members], correct[members])
+
+
+@functools.lru_cache(maxsize=32)
+def group_fns(spec: TrainSpec) -> GroupFns:
+    """Compile-once functions for a group; cached on the (hashable) spec."""
+
+    def member_init(hp, _):
+        return init_member(spec, hp)
+
+    def member_epoch(args, _):
+        state, hp = args
+        return start_epoch(spec, state, hp)
+
+    def member_train(n_steps: int):
+        def run(args, data):
+            state, hp = args
+
+            def body(s, _):
+                return train_step(spec, s, hp, data)
+
+            if n_steps == 1:
+                state, m = body(state, None)
+                return state, jax.tree.map(lambda a: a[None], m)
+            return lax.scan(body, state, None, length=n_steps, unroll=spec.unroll)
+
+        return run
+
+    def member_eval(state, batch):
+        return eval_batch(spec, state, batch)
+
+    def mapped(fn):
+        return over_members(fn, spec.strategy)
+
+    def train_fn(n_steps):
+        f = mapped(member_train(n_steps))
+        return jax.jit(lambda state, hp, data: f((state, hp), data), donate_argnums=0)
+
+    init = mapped(member_init)
+    epoch = mapped(member_epoch)
+    return GroupFns(
+        init=jax.jit(lambda hp: init(hp, None)),
+        start_epoch=jax.jit(lambda state, hp: epoch((state, hp), None)),
+        train=train_fn(spec.steps_per_call),
+        train_one=train_fn(1),
+        eval=jax.jit(mapped(member_eval)),
+    )
+
+
+def run_steps(fns: GroupFns, spec: TrainSpec, state, hp, data, n: int):
+    """Run ``n`` steps: full ``steps_per_call`` chunks, then single steps.
+
+    Returns the state and the metrics as device arrays ``[members, n]`` (kept on
+    the device; the caller fetches them once per evaluation).
+    """
+    chunks = []
+    k = spec.steps_per_call
+    while n >= k > 1:
+        state, m = fns.train(state, hp, data)
+        chunks.append(m)
+        n -= k
+    for _ in range(n):
+        state, m = fns.train_one(state, hp, data)
+        chunks.append(m)
+    if not chunks:
+        return state, None
+    return state, {
+        key: jnp.concatenate([c[key] for c in chunks], 1) for key in chunks[0]
+    }
+
+
+def eval_members(fns: GroupFns, spec: TrainSpec, state, val: Mapping) -> dict:
+    """Mean validation loss and accuracy of every member, as numpy ``[members]``.
+
+    ``val`` comes from :func:`device_eval_data`.
+    """
+    total_loss, total_correct = 0.0, 0.0
+    for i in range(val["x"].shape[0]):
+        batch = {k: val[k][i] for k in ("x", "y", "mask")}
+        batch["mean"], batch["std"] = val["mean"], val["std"]
+        loss_sum, correct = fns.eval(state, batch)
+        total_loss = total_loss + loss_sum
+        total_correct = total_correct + correct
+    n = val["n"]
+    loss, acc = jax.device_get((total_loss / n, total_correct / n))
+    return {"val_loss": np.asarray(loss), "val_acc": np.asarray(acc)}
+
+
+def device_train_data(x, y, mean, std) -> dict:
+    """The training set as device arrays (uint8 images, normalized per batch)."""
+    return {
+        "x_train": jnp.asarray(x),
+        "y_train": jnp.asarray(y, jnp.int32),
+        "mean": jnp.asarray(mean, jnp.float32),
+        "std": jnp.asarray(std, jnp.float32),
+    }
+
+
+def device_eval_data(x, y, mean, std, batch_size: int) -> dict:
+    """The evaluation set as ``[batches, batch_size, ...]`` device arrays.
+
+    The last batch is padded; ``mask`` marks real examples, so one compiled
+    function serves every batch and padding never counts.
+    """
+    n = len(x)
+    nb = -(-n // batch_size)
+    pad = nb * batch_size - n
+    xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    yp = np.concatenate([y, np.zeros((pad,), y.dtype)]).astype(np.int32)
+    mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    return {
+        "x": jnp.asarray(xp.reshape(nb, batch_size, *x.shape[1:])),
+        "y": jnp.asarray(yp.reshape(nb, batch_size)),
+        "mask": jnp.asarray(mask.reshape(nb, batch_size)),
+        "mean": jnp.asarray(mean, jnp.float32),
+        "std": jnp.asarray(std, jnp.float32),
+        "n": n,
+    }
+
+
+def stack_hparams(members: list[Mapping[str, float]]) -> dict[str, jax.Array]:
+    """Per-member dicts of hyperparameters -> dict of ``[members]`` float32 arrays.
+
+    Missing keys take :data:`HPARAM_DEFAULTS`; ``seed`` stays exact as int32.
+    """
+    unknown = {k for m in members for k in m} - set(HPARAM_DEFAULTS)
+    if unknown:
+        raise ValueError(
+            f"unknown hyperparameters {sorted(unknown)}; "
+            f"known: {sorted(HPARAM_DEFAULTS)}"
+        )
+    out = {}
+    for key, default in HPARAM_DEFAULTS.items():
+        values = [m.get(key, default) for m in members]
+        dtype = jnp.int32 if key == "seed" else jnp.float32
+        out[key] = jnp.asarray(np.asarray(values), dtype)
+    return out

@@ -1,0 +1,150 @@
+"""Matplotlib figures from a results directory.
+
+Every function takes a results directory (or the arrays read from it), builds
+its own ``fig, ax`` and returns the ``Figure``; nothing here calls
+``plt.show()``. :func:`save_all` writes the standard set into ``<out>/plots``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # noqa: E402 - headless by default; notebooks may switch back
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from jaxbatch import results
+
+
+def load(out: str) -> tuple[dict, dict]:
+    """``(members, history)`` columns of a results directory."""
+    members = results.read_csv(os.path.join(out, "members.csv"))
+    history = results.read_csv(os.path.join(out, "history.csv"))
+    return members, history
+
+
+def _member_series(history: dict, member: int, column: str):
+    rows = history["member"] == member
+    steps, values = history["step"][rows], history[column][rows]
+    keep = np.isfinite(values)
+    return steps[keep], values[keep]
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    if window <= 1 or len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    return np.convolve(values, kernel, mode="valid")
+
+
+def _colors(n: int):
+    return plt.get_cmap("tab10")(np.arange(n) % 10)
+
+
+def loss_curves(out: str, batch_size: int) -> Figure:
+    """Training loss per batch (dark) and validation loss (light) vs iteration.
+
+    One figure for one batch size, one colour per learning rate (and further
+    members of the same LR, e.g. seeds, share it).
+    """
+    members, history = load(out)
+    sel = members["batch_size"] == batch_size
+    lrs = sorted(set(members["lr"][sel]))
+    colors = dict(zip(lrs, _colors(len(lrs))))
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    for member, lr in zip(members["member"][sel], members["lr"][sel]):
+        c = colors[lr]
+        steps, train = _member_series(history, member, "train_loss")
+        ax.plot(
+            steps,
+            train,
+            color=c,
+            lw=0.6,
+            alpha=0.9,
+            label=f"lr={lr:g} train (per batch)",
+        )
+        steps, val = _member_series(history, member, "val_loss")
+        light = 0.55 * np.asarray(c) + 0.45
+        ax.plot(steps, val, color=light[:3], lw=2.0, label=f"lr={lr:g} validation")
+    ax.set(xlabel="iteration", ylabel="cross-entropy loss", yscale="log",
+           title=f"batch size {batch_size}: training vs validation loss")  # fmt: skip
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def accuracy_curves(out: str) -> Figure:
+    """Validation accuracy vs iteration, one line per member (colour per LR,
+    line style per batch size)."""
+    members, history = load(out)
+    lrs = sorted(set(members["lr"]))
+    colors = dict(zip(lrs, _colors(len(lrs))))
+    styles = dict(zip(sorted(set(members["batch_size"])), ["-", "--", ":", "-."] * 4))
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    for member, lr, bs in zip(members["member"], members["lr"], members["batch_size"]):
+        steps, acc = _member_series(history, member, "val_acc")
+        ax.plot(
+            steps, acc, color=colors[lr], ls=styles[bs], label=f"bs={bs:g} lr={lr:g}"
+        )
+    ax.set(
+        xlabel="iteration", ylabel="validation accuracy", title="validation accuracy"
+    )
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def summary(out: str) -> Figure:
+    """Best validation accuracy and final train/val gap per (batch size, LR)."""
+    members, _ = load(out)
+    labels = [
+        f"bs {b:g}\nlr {lr:g}"
+        + (f"\nseed {s:g}" if len(set(members["seed"])) > 1 else "")
+        for b, lr, s in zip(members["batch_size"], members["lr"], members["seed"])
+    ]
+    x = np.arange(len(labels))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    bars = ax1.bar(x, members["best_val_acc"], color="tab:blue")
+    ax1.bar_label(bars, fmt="%.3f", fontsize=8)
+    ax1.set(xticks=x, xticklabels=labels, ylabel="best validation accuracy",
+            title="best validation accuracy")  # fmt: skip
+    lo = (
+        np.nanmin(members["best_val_acc"])
+        if np.isfinite(members["best_val_acc"]).any()
+        else 0
+    )
+    ax1.set_ylim(max(0.0, lo - 0.1), 1.0)
+    width = 0.4
+    ax2.bar(x - width / 2, members["gap_loss"], width, label="val loss - train loss")
+    ax2.bar(x + width / 2, members["gap_acc"], width, label="train acc - val acc")
+    ax2.axhline(0, color="k", lw=0.8)
+    ax2.set(xticks=x, xticklabels=labels, title="overfitting gap (final epoch)")
+    ax2.legend(fontsize=8)
+    for i, diverged in enumerate(members["diverged"]):
+        if str(diverged) == "True":
+            ax1.annotate("diverged", (x[i], 0.5), ha="center", rotation=90, color="red")
+    return fig
+
+
+def save_all(out: str) -> list[str]:
+    """Write the standard figures of a sweep into ``<out>/plots``; return paths."""
+    plot_dir = os.path.join(out, "plots")
+    os.makedirs(plot_dir, exist_ok=True)
+    members, _ = load(out)
+    figures = {
+        f"loss_bs{int(b)}.png": lambda b=b: loss_curves(out, b)
+        for b in sorted(set(members["batch_size"]))
+    }
+    figures["val_accuracy.png"] = lambda: accuracy_curves(out)
+    figures["summary.png"] = lambda: summary(out)
+    paths = []
+    for name, make in figures.items():
+        fig = make()
+        path = os.path.join(plot_dir, name)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -1,0 +1,460 @@
+"""A sweep: hyperparameter grid -> shape groups -> training -> results directory.
+
+A :class:`SweepConfig` names the data, the model and the grid. Members that
+share shapes (same batch size) form a group, compiled once and trained
+together; groups run one after another. Every epoch each group's state and
+history are checkpointed, so ``resume=True`` continues a killed run and ends
+with the same numbers as a run never killed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxbatch import __version__, checkpoint, data, engine, models, results
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SweepConfig:
+    """Everything that defines a sweep. Values in tuples form the grid.
+
+    Attributes:
+      experiment: name, used for the default output directory.
+      dataset, data_dir, train_size, val_size, image_size, data_seed: passed
+        to ``jaxbatch.data.load`` (``data_seed`` picks the subset/split).
+      model: model name; ``model_kwargs`` extra keyword arguments.
+      batch_sizes: one group per batch size.
+      lrs, weight_decays, momentums, seeds: the grid inside each group.
+      optimizer, nesterov, weight_decay_mode: see ``jaxbatch.optim``.
+      schedule: LR shape (see ``engine.TrainSpec``); for ``"step"`` the LR is
+        multiplied by ``gamma`` every ``decay_epochs`` epochs (default: once,
+        at half of training).
+      warmup_epochs: linear warmup from 0 over this many epochs.
+      epochs: training epochs.
+      eval_every: evaluate on the whole validation set every this many steps
+        (and after the last step).
+      eval_batch_size, strategy, steps_per_call, unroll: see ``engine.TrainSpec``.
+    """
+
+    experiment: str = "sweep"
+    dataset: str = "fashion_mnist"
+    data_dir: str | None = None
+    train_size: int | None = None
+    val_size: int | None = None
+    image_size: int | None = None
+    data_seed: int = 0
+    model: str = "alexnet_small"
+    model_kwargs: tuple[tuple[str, Any], ...] = ()
+    batch_sizes: tuple[int, ...] = (32, 64)
+    lrs: tuple[float, ...] = (0.01, 0.02)
+    weight_decays: tuple[float, ...] = (0.0,)
+    momentums: tuple[float, ...] = (0.9,)
+    seeds: tuple[int, ...] = (0,)
+    optimizer: str = "sgd"
+    nesterov: bool = False
+    weight_decay_mode: str = "l2"
+    schedule: str = "step"
+    gamma: float = 0.1
+    decay_epochs: float | None = None
+    warmup_epochs: float = 0.0
+    epochs: int = 10
+    eval_every: int = 50
+    eval_batch_size: int = 500
+    strategy: str = "vmap"
+    steps_per_call: int = 1
+    unroll: bool = False
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the bad value; runs before any data or compile."""
+
+        def positive(name, values):
+            for v in values:
+                if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+                    raise ValueError(f"{name} must be positive, got {v!r}")
+
+        if self.model not in models.available_models():
+            raise ValueError(
+                f"unknown model {self.model!r}; choose one of "
+                f"{', '.join(models.available_models())}"
+            )
+        if not self.batch_sizes or not self.lrs:
+            raise ValueError("batch_sizes and lrs need at least one value each")
+        positive("batch size", self.batch_sizes)
+        if any(int(b) != b for b in self.batch_sizes):
+            raise ValueError(f"batch sizes must be integers, got {self.batch_sizes}")
+        positive("learning rate", self.lrs)
+        positive("epochs", [self.epochs])
+        positive("eval_every", [self.eval_every])
+        for name, vals in (
+            ("weight decay", self.weight_decays),
+            ("momentum", self.momentums),
+        ):
+            for v in vals:
+                if not (v >= 0 and math.isfinite(v)):
+                    raise ValueError(f"{name} must be >= 0, got {v!r}")
+        if self.decay_epochs is not None:
+            positive("decay_epochs", [self.decay_epochs])
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}")
+        engine.parse_strategy(self.strategy)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["model_kwargs"] = dict(self.model_kwargs)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> SweepConfig:
+        d = dict(d)
+        d["model_kwargs"] = tuple(sorted(dict(d.get("model_kwargs") or {}).items()))
+        for key in ("batch_sizes", "lrs", "weight_decays", "momentums", "seeds"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    def members(self) -> list[dict]:
+        """The grid, batch size outermost, as one dict per member."""
+        grid = itertools.product(
+            self.batch_sizes, self.lrs, self.weight_decays, self.momentums, self.seeds
+        )
+        return [
+            dict(
+                member=i, batch_size=int(b), lr=lr, weight_decay=wd, momentum=m, seed=s
+            )
+            for i, (b, lr, wd, m, s) in enumerate(grid)
+        ]
+
+
+def default_out(experiment: str) -> str:
+    return os.path.join("runs", experiment, time.strftime("%Y%m%d-%H%M%S"))
+
+
+def environment() -> dict:
+    """Versions and devices, recorded in ``config.json``."""
+    devices = jax.devices()
+    return {
+        "jaxbatch": __version__,
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+        "backend": jax.default_backend(),
+        "device_kind": devices[0].device_kind,
+        "device_count": len(devices),
+    }
+
+
+def _config_diff(saved: Mapping, current: Mapping) -> list[str]:
+    keys = sorted(set(saved) | set(current))
+    norm = lambda v: json.loads(json.dumps(v))  # noqa: E731 tuples vs lists
+    return [
+        f"{k}: {saved.get(k)!r} in the run, {current.get(k)!r} now"
+        for k in keys
+        if norm(saved.get(k)) != norm(current.get(k))
+    ]
+
+
+@dataclasses.dataclass
+class GroupRun:
+    """What one group needs between epochs (host side)."""
+
+    index: int
+    spec: engine.TrainSpec
+    members: list[dict]
+    hp: dict
+    total_steps: int
+    eval_steps: np.ndarray  # [E] steps after which an evaluation runs
+
+
+def plan_groups(config: SweepConfig, ds: data.Dataset) -> list[GroupRun]:
+    """Split the grid into groups and build each group's static spec."""
+    groups = []
+    members = config.members()
+    for g, bs in enumerate(dict.fromkeys(config.batch_sizes)):
+        group_members = [m for m in members if m["batch_size"] == bs]
+        spec = engine.TrainSpec(
+            model=config.model,
+            model_kwargs=config.model_kwargs,
+            num_classes=ds.num_classes,
+            image_shape=tuple(ds.x_train.shape[1:]),
+            n_train=len(ds.x_train),
+            batch_size=int(bs),
+            optimizer=config.optimizer,
+            nesterov=config.nesterov,
+            weight_decay_mode=config.weight_decay_mode,
+            schedule=config.schedule,
+            total_steps=1,
+            eval_batch_size=config.eval_batch_size,
+            strategy=config.strategy,
+            steps_per_call=config.steps_per_call,
+            unroll=config.unroll,
+        )
+        spe = spec.steps_per_epoch
+        total = spe * config.epochs
+        spec = dataclasses.replace(spec, total_steps=total)
+        decay_epochs = config.decay_epochs or config.epochs / 2
+        step_size = max(1, round(decay_epochs * spe))
+        warmup = round(config.warmup_epochs * spe)
+        for m in group_members:
+            m.update(gamma=config.gamma, step_size=step_size, warmup_steps=warmup)
+        hp = engine.stack_hparams(
+            [
+                {k: m[k] for k in ("lr", "weight_decay", "momentum", "seed", "gamma",
+                                   "step_size", "warmup_steps")}
+                for m in group_members
+            ]
+        )  # fmt: skip
+        evals = np.arange(config.eval_every, total + 1, config.eval_every)
+        if not len(evals) or evals[-1] != total:
+            evals = np.append(evals, total)
+        groups.append(GroupRun(g, spec, group_members, hp, total, evals))
+    return groups
+
+
+def _pad_members(hp: dict, multiple: int) -> tuple[dict, int]:
+    """Pad the member axis to a multiple by repeating the last member."""
+    n = len(hp["lr"])
+    pad = -n % multiple
+    if pad:
+        hp = {k: np.concatenate([v, np.repeat(v[-1:], pad)]) for k, v in hp.items()}
+    return hp, n
+
+
+def _new_history(n: int, total: int, n_evals: int) -> dict[str, np.ndarray]:
+    nan = lambda *s: np.full(s, np.nan, np.float32)  # noqa: E731
+    return {
+        "train_loss": nan(n, total),
+        "train_acc": nan(n, total),
+        "lr": nan(n, total),
+        "val_loss": nan(n, n_evals),
+        "val_acc": nan(n, n_evals),
+        "wall_s": np.zeros((), np.float64),
+    }
+
+
+def run_group(
+    group: GroupRun,
+    ds: data.Dataset,
+    config: SweepConfig,
+    out: str,
+    *,
+    resume: bool,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Train one group to the end (or continue it), checkpointing every epoch."""
+    spec = group.spec
+    fns = engine.group_fns(spec)
+    hp_np, n_real = _pad_members(
+        {k: np.asarray(v) for k, v in group.hp.items()},
+        engine.member_multiple(spec.strategy),
+    )
+    hp = {k: jax.numpy.asarray(v) for k, v in hp_np.items()}
+    train = engine.device_train_data(ds.x_train, ds.y_train, ds.mean, ds.std)
+    val = engine.device_eval_data(
+        ds.x_val, ds.y_val, ds.mean, ds.std, min(spec.eval_batch_size, len(ds.x_val))
+    )
+    n = len(hp_np["lr"])
+    state = fns.init(hp)
+    history = _new_history(n, group.total_steps, len(group.eval_steps))
+    ckpt_dir = checkpoint.group_dir(out, group.index)
+    epochs_done = 0
+    if resume and (done := checkpoint.list_epochs(ckpt_dir)):
+        epochs_done = done[-1]
+        restored = checkpoint.restore(
+            ckpt_dir, epochs_done, {"state": state, "history": history}
+        )
+        state, history = restored["state"], restored["history"]
+
+    spe = spec.steps_per_epoch
+    eval_index = {int(s): i for i, s in enumerate(group.eval_steps)}
+    bar = tqdm(
+        total=group.total_steps,
+        initial=epochs_done * spe,
+        desc=f"group {group.index + 1} (batch {spec.batch_size})",
+        disable=not progress,
+        unit="step",
+        dynamic_ncols=True,
+    )
+    t_start = time.perf_counter() - float(history["wall_s"])
+    for epoch in range(epochs_done, config.epochs):
+        state = fns.start_epoch(state, hp)
+        step = epoch * spe
+        stops = sorted({s for s in eval_index if step < s <= step + spe} | {step + spe})
+        for stop in stops:
+            state, metrics = engine.run_steps(fns, spec, state, hp, train, stop - step)
+            metrics = jax.device_get(metrics)
+            for key in ("train_loss", "train_acc", "lr"):
+                history[key][:, step:stop] = metrics[key.removeprefix("train_")]
+            bar.update(stop - step)
+            step = stop
+            if stop in eval_index:
+                ev = engine.eval_members(fns, spec, state, val)
+                diverged = np.asarray(jax.device_get(state.diverged))
+                e = eval_index[stop]
+                history["val_loss"][:, e] = np.where(diverged, np.nan, ev["val_loss"])
+                history["val_acc"][:, e] = np.where(diverged, np.nan, ev["val_acc"])
+                best = np.nanmax(history["val_acc"][:n_real]) if e >= 0 else np.nan
+                bar.set_postfix(
+                    epoch=f"{epoch + 1}/{config.epochs}", best_val_acc=f"{best:.4f}"
+                )
+        history["wall_s"] = np.asarray(time.perf_counter() - t_start)
+        checkpoint.save(ckpt_dir, epoch + 1, {"state": state, "history": history})
+    bar.close()
+    history["diverged"] = np.asarray(jax.device_get(state.diverged))
+    return {k: (v[:n_real] if np.ndim(v) else v) for k, v in history.items()}
+
+
+def summarize(group: GroupRun, history: Mapping, config: SweepConfig) -> list[dict]:
+    """One ``members.csv`` row per member of a finished group."""
+    spe = group.spec.steps_per_epoch
+    rows = []
+    for i, m in enumerate(group.members):
+        # The train loss of a member is the mean over its last epoch of batches:
+        # single batch losses are too noisy to compare with a validation loss.
+        train_loss = float(np.mean(history["train_loss"][i, -spe:]))
+        train_acc = float(np.mean(history["train_acc"][i, -spe:]))
+        val_loss = float(history["val_loss"][i, -1])
+        val_acc = float(history["val_acc"][i, -1])
+        accs = history["val_acc"][i]
+        has_acc = np.isfinite(accs).any()
+        best = int(np.nanargmax(accs)) if has_acc else -1
+        rows.append(
+            {
+                **{k: m[k] for k in ("member", "batch_size", "lr", "weight_decay",
+                                     "momentum", "seed", "gamma")},
+                "group": group.index,
+                "model": config.model,
+                "final_train_loss": train_loss,
+                "final_train_acc": train_acc,
+                "final_val_loss": val_loss,
+                "final_val_acc": val_acc,
+                "best_val_acc": float(accs[best]) if has_acc else float("nan"),
+                "best_val_step": int(group.eval_steps[best]) if has_acc else None,
+                "gap_loss": val_loss - train_loss,
+                "gap_acc": train_acc - val_acc,
+                "diverged": bool(history["diverged"][i]),
+                "steps": group.total_steps,
+                "wall_s": float(history["wall_s"]),
+            }
+        )  # fmt: skip
+    return rows
+
+
+def history_rows(group: GroupRun, history: Mapping):
+    """Long-format ``history.csv`` rows: one per member per step."""
+    spe = group.spec.steps_per_epoch
+    eval_at = {int(s): e for e, s in enumerate(group.eval_steps)}
+    for i, m in enumerate(group.members):
+        for t in range(group.total_steps):
+            step = t + 1
+            e = eval_at.get(step)
+            yield {
+                "member": m["member"],
+                "step": step,
+                "epoch": t // spe + 1,
+                "lr": float(history["lr"][i, t]),
+                "train_loss": float(history["train_loss"][i, t]),
+                "train_acc": float(history["train_acc"][i, t]),
+                "val_loss": None if e is None else float(history["val_loss"][i, e]),
+                "val_acc": None if e is None else float(history["val_acc"][i, e]),
+            }
+
+
+def run(
+    config: SweepConfig,
+    out: str | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    plots: bool = True,
+    dataset: data.Dataset | None = None,
+) -> str:
+    """Run a whole sweep and write its results directory; returns its path.
+
+    Raises ValueError before anything compiles for bad values, and when
+    ``resume`` finds a run made with a different configuration.
+    """
+    out = out or default_out(config.experiment)
+    config_path = os.path.join(out, "config.json")
+    current = config.to_dict()
+    if resume:
+        if not os.path.exists(config_path):
+            raise ValueError(f"--resume: no run to resume in {out} (no config.json)")
+        diff = _config_diff(results.read_json(config_path)["config"], current)
+        if diff:
+            raise ValueError(
+                f"--resume: the run in {out} was made with a different configuration: "
+                + "; ".join(diff)
+                + ". Resume with the same flags, or start a new --out."
+            )
+    elif os.path.exists(config_path):
+        raise ValueError(
+            f"{out} already holds a run; pass --resume to continue it or choose "
+            "another --out"
+        )
+    ds = dataset or data.load(
+        config.dataset,
+        data_dir=config.data_dir,
+        train_size=config.train_size,
+        val_size=config.val_size,
+        seed=config.data_seed,
+        image_size=config.image_size,
+    )
+    groups = plan_groups(config, ds)  # validates batch sizes against the data
+    os.makedirs(out, exist_ok=True)
+    meta = {
+        "config": current,
+        "environment": environment(),
+        "data": {
+            "name": ds.name,
+            "n_train": int(len(ds.x_train)),
+            "n_val": int(len(ds.x_val)),
+            "image_shape": list(ds.x_train.shape[1:]),
+            "num_classes": ds.num_classes,
+        },
+        "groups": [
+            {"group": g.index, "batch_size": g.spec.batch_size,
+             "steps_per_epoch": g.spec.steps_per_epoch, "total_steps": g.total_steps,
+             "members": [m["member"] for m in g.members]}
+            for g in groups
+        ],
+    }  # fmt: skip
+    if not resume:
+        results.write_json(config_path, meta)
+
+    member_rows, histories = [], []
+    for group in groups:
+        history = run_group(group, ds, config, out, resume=resume, progress=progress)
+        member_rows += summarize(group, history, config)
+        histories.append((group, history))
+        results.write_csv(
+            os.path.join(out, "members.csv"), results.MEMBER_COLUMNS, member_rows
+        )
+    results.write_csv(
+        os.path.join(out, "history.csv"),
+        results.HISTORY_COLUMNS,
+        itertools.chain.from_iterable(history_rows(g, h) for g, h in histories),
+    )
+    if plots:
+        from jaxbatch import plots as plots_mod
+
+        plots_mod.save_all(out)
+    return out
+
+
+def groups_of(config: SweepConfig) -> Sequence[int]:
+    """Batch sizes in group order (one group per distinct batch size)."""
+    return list(dict.fromkeys(config.batch_sizes))
