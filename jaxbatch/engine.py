@@ -69,13 +69,22 @@ class TrainSpec:
       batch_size: training batch size.
       optimizer: name for ``jaxbatch.optim.make_optimizer``.
       nesterov: Nesterov momentum (SGD).
-      weight_decay_mode: ``"l2"``, ``"decoupled"`` or ``"l1"``.
+      weight_decay_mode: ``"l2"``, ``"decoupled"`` or ``"l1"`` (None: the
+        optimizer's own, decoupled for adamw, l2 otherwise).
+      decay_mask: what weight decay skips (see ``make_optimizer``), e.g.
+        ``"no_bias_bn"``.
       schedule: unit-peak LR shape: ``"constant"``, ``"step"`` (``gamma``,
         ``step_size``), ``"exponential"`` (``decay_rate``), ``"inverse_time"``
         (``decay_rate``) or ``"cosine"`` (over ``total_steps``); each optionally
         with linear warmup over ``warmup_steps``.
       total_steps: planned number of steps (used by ``"cosine"``).
       lr_multipliers: ``(pattern, multiplier)`` pairs for per-parameter LRs.
+      plateau: per-member ``ReduceOnPlateau`` on ``control_metric``: its scale
+        multiplies the LR, and with ``stop_scale`` it stops the member.
+      early_stopping: per-member ``EarlyStopping`` on ``control_metric``; a
+        stopped member is frozen and its best parameters are kept.
+      control_metric: ``"val_loss"`` or ``"val_acc"``, fed to both after every
+        evaluation.
       eval_batch_size: batch size of evaluation.
       strategy: member-axis strategy, see the module docstring.
       steps_per_call: training steps per compiled call.
@@ -90,10 +99,14 @@ class TrainSpec:
     batch_size: int
     optimizer: str = "sgd"
     nesterov: bool = False
-    weight_decay_mode: str = "l2"
+    weight_decay_mode: str | None = None
+    decay_mask: str | None = None
     schedule: str = "step"
     total_steps: int = 1
     lr_multipliers: tuple[tuple[str, float], ...] = ()
+    plateau: schedules.ReduceOnPlateau | None = None
+    early_stopping: schedules.EarlyStopping | None = None
+    control_metric: str = "val_loss"
     eval_batch_size: int = 500
     strategy: str = "vmap"
     steps_per_call: int = 1
@@ -113,6 +126,11 @@ class TrainSpec:
                 f"choose one of {sorted(_SCHEDULES)}"
             )
         parse_strategy(self.strategy)
+        if self.control_metric not in ("val_loss", "val_acc"):
+            raise ValueError(
+                "control_metric must be 'val_loss' or 'val_acc', "
+                f"got {self.control_metric=}"
+            )
         if self.steps_per_call <= 0:
             raise ValueError(
                 f"steps_per_call must be positive, got {self.steps_per_call=}"
@@ -150,6 +168,9 @@ class MemberState:
     lr_scale: jax.Array  # float32, plateau multiplier on the scheduled LR
     diverged: jax.Array  # bool, loss or gradient became NaN/inf: frozen
     stopped: jax.Array  # bool, early-stopped: frozen
+    plateau: Any  # schedules.PlateauState, or () without a plateau rule
+    early: Any  # schedules.EarlyStoppingState, or () without early stopping
+    best_params: Any  # params at the best early-stopping metric, or {}
 
 
 def parse_strategy(strategy: str) -> tuple[str, int]:
@@ -249,13 +270,18 @@ def make_tx(spec: TrainSpec, hp: Mapping, lr) -> optax.GradientTransformation:
     Built inside the compiled step: the LR is already scheduled, so the
     optimizer state has the same structure whatever the schedule.
     """
+    # Adam's momentum is b1; passing the sweep's momentum there is an error.
+    momentum = (
+        {} if spec.optimizer in ("adam", "adamw") else {"momentum": hp["momentum"]}
+    )
     return optim.make_optimizer(
         spec.optimizer,
         lr,
-        momentum=hp["momentum"],
+        **momentum,
         nesterov=spec.nesterov,
         weight_decay=hp["weight_decay"],
         weight_decay_mode=spec.weight_decay_mode,
+        decay_mask=spec.decay_mask,
         lr_multipliers=dict(spec.lr_multipliers) or None,
     )
 
@@ -289,7 +315,35 @@ def init_member(spec: TrainSpec, hp: Mapping) -> MemberState:
         lr_scale=jnp.ones((), jnp.float32),
         diverged=jnp.zeros((), bool),
         stopped=jnp.zeros((), bool),
+        plateau=spec.plateau.init() if spec.plateau else (),
+        early=spec.early_stopping.init() if spec.early_stopping else (),
+        best_params=params if spec.early_stopping else {},
     )
+
+
+def update_control(spec: TrainSpec, state: MemberState, value) -> MemberState:
+    """Feed one evaluation's metric to the member's plateau and early-stop rules.
+
+    A diverged member is left as it is; a member whose rules say stop is frozen
+    from the next step on.
+    """
+    new = state
+    if spec.plateau is not None:
+        plateau = spec.plateau.update(state.plateau, value)
+        new = new.replace(
+            plateau=plateau,
+            lr_scale=plateau.scale.astype(jnp.float32),
+            stopped=new.stopped | plateau.stopped,
+        )
+    if spec.early_stopping is not None:
+        early = spec.early_stopping.update(state.early, value)
+        improved = early.best_step != state.early.best_step
+        new = new.replace(
+            early=early,
+            best_params=_tree_where(improved, state.params, state.best_params),
+            stopped=new.stopped | early.stopped,
+        )
+    return _tree_where(state.diverged, state, new)
 
 
 def start_epoch(spec: TrainSpec, state: MemberState, hp: Mapping) -> MemberState:
@@ -358,10 +412,11 @@ def train_step(spec: TrainSpec, state: MemberState, hp: Mapping, data: Mapping):
     kept = _tree_where(frozen, state, moved)
     new_state = kept.replace(step=state.step + 1, pos=state.pos + 1, diverged=diverged)
     acc = jnp.mean(jnp.argmax(logits, -1) == y)
+    # A frozen member's numbers are NaN, so its curves end where it stopped.
     metrics = {
-        "loss": jnp.where(diverged, jnp.nan, loss),
-        "acc": jnp.where(diverged, jnp.nan, acc),
-        "lr": lr,
+        "loss": jnp.where(frozen, jnp.nan, loss),
+        "acc": jnp.where(frozen, jnp.nan, acc),
+        "lr": jnp.where(frozen, jnp.nan, lr),
     }
     return new_state, metrics
 
@@ -393,6 +448,7 @@ class GroupFns:
     train: Callable  # (state, hp, data) -> (state, metrics[members, steps_per_call])
     train_one: Callable  # same, one step
     eval: Callable  # (state, batch) -> (loss_sum[members], correct[members])
+    control: Callable  # (state, metric[members]) -> state
 
 
 @functools.lru_cache(maxsize=32)
@@ -423,6 +479,9 @@ def group_fns(spec: TrainSpec) -> GroupFns:
     def member_eval(state, batch):
         return eval_batch(spec, state, batch)
 
+    def member_control(args, _):
+        return update_control(spec, *args)
+
     def mapped(fn):
         return over_members(fn, spec.strategy)
 
@@ -432,12 +491,14 @@ def group_fns(spec: TrainSpec) -> GroupFns:
 
     init = mapped(member_init)
     epoch = mapped(member_epoch)
+    control = mapped(member_control)
     return GroupFns(
         init=jax.jit(lambda hp: init(hp, None)),
         start_epoch=jax.jit(lambda state, hp: epoch((state, hp), None)),
         train=train_fn(spec.steps_per_call),
         train_one=train_fn(1),
         eval=jax.jit(mapped(member_eval)),
+        control=jax.jit(lambda state, value: control((state, value), None)),
     )
 
 

@@ -70,7 +70,7 @@ def loss_curves(out: str, batch_size: int) -> Figure:
         light = 0.55 * np.asarray(c) + 0.45
         ax.plot(steps, val, color=light[:3], lw=2.0, label=f"lr={lr:g} validation")
     ax.set(xlabel="iteration", ylabel="cross-entropy loss", yscale="log",
-           title=f"batch size {batch_size}: training vs validation loss")  # fmt: skip
+           title=f"batch size {batch_size:g}: training vs validation loss")  # fmt: skip
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig

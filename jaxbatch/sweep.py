@@ -23,7 +23,16 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxbatch import __version__, checkpoint, data, engine, models, results
+from jaxbatch import (
+    __version__,
+    checkpoint,
+    data,
+    engine,
+    models,
+    optim,
+    results,
+    schedules,
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -37,7 +46,8 @@ class SweepConfig:
       model: model name; ``model_kwargs`` extra keyword arguments.
       batch_sizes: one group per batch size.
       lrs, weight_decays, momentums, seeds: the grid inside each group.
-      optimizer, nesterov, weight_decay_mode: see ``jaxbatch.optim``.
+      optimizer, nesterov, weight_decay_mode, decay_mask, lr_multipliers: see
+        ``jaxbatch.optim.make_optimizer``.
       schedule: LR shape (see ``engine.TrainSpec``); for ``"step"`` the LR is
         multiplied by ``gamma`` every ``decay_epochs`` epochs (default: once,
         at half of training).
@@ -45,6 +55,14 @@ class SweepConfig:
       epochs: training epochs.
       eval_every: evaluate on the whole validation set every this many steps
         (and after the last step).
+      plateau_factor: if set, each member multiplies its LR by this factor when
+        ``control_metric`` has not improved for ``plateau_patience``
+        evaluations (PyTorch's ReduceLROnPlateau, with ``plateau_threshold``,
+        ``plateau_cooldown``, ``plateau_min_scale``); ``plateau_stop_scale``
+        stops the member once its LR scale falls to it (e.g. 1/1024).
+      early_stop_patience: if set, a member stops after this many evaluations
+        without improving ``control_metric`` by ``early_stop_min_delta``.
+      control_metric: ``"val_loss"`` or ``"val_acc"``.
       eval_batch_size, strategy, steps_per_call, unroll: see ``engine.TrainSpec``.
     """
 
@@ -64,11 +82,22 @@ class SweepConfig:
     seeds: tuple[int, ...] = (0,)
     optimizer: str = "sgd"
     nesterov: bool = False
-    weight_decay_mode: str = "l2"
+    weight_decay_mode: str | None = None
+    decay_mask: str | None = None
+    lr_multipliers: tuple[tuple[str, float], ...] = ()
     schedule: str = "step"
     gamma: float = 0.1
     decay_epochs: float | None = None
     warmup_epochs: float = 0.0
+    plateau_factor: float | None = None
+    plateau_patience: int = 10
+    plateau_threshold: float = 1e-4
+    plateau_cooldown: int = 0
+    plateau_min_scale: float = 0.0
+    plateau_stop_scale: float | None = None
+    early_stop_patience: int | None = None
+    early_stop_min_delta: float = 0.0
+    control_metric: str = "val_loss"
     epochs: int = 10
     eval_every: int = 50
     eval_batch_size: int = 500
@@ -111,7 +140,41 @@ class SweepConfig:
             positive("decay_epochs", [self.decay_epochs])
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}")
+        if self.optimizer not in optim.OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {self.optimizer!r}; "
+                f"choose one of {optim.OPTIMIZERS}"
+            )
+        modes = (None, *optim.WEIGHT_DECAY_MODES)
+        if self.weight_decay_mode not in modes:
+            raise ValueError(
+                f"unknown weight_decay_mode {self.weight_decay_mode!r}; "
+                f"choose one of {optim.WEIGHT_DECAY_MODES}"
+            )
         engine.parse_strategy(self.strategy)
+        self.controls()  # the rules check their own values
+
+    def controls(self) -> dict:
+        """The ``plateau`` and ``early_stopping`` rules of ``engine.TrainSpec``."""
+        mode = "max" if self.control_metric == "val_acc" else "min"
+        plateau = early = None
+        if self.plateau_factor is not None:
+            plateau = schedules.ReduceOnPlateau(
+                factor=self.plateau_factor,
+                patience=self.plateau_patience,
+                mode=mode,
+                threshold=self.plateau_threshold,
+                cooldown=self.plateau_cooldown,
+                min_scale=self.plateau_min_scale,
+                stop_scale=self.plateau_stop_scale,
+            )
+        if self.early_stop_patience is not None:
+            early = schedules.EarlyStopping(
+                patience=self.early_stop_patience,
+                mode=mode,
+                min_delta=self.early_stop_min_delta,
+            )
+        return {"plateau": plateau, "early_stopping": early}
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -122,6 +185,7 @@ class SweepConfig:
     def from_dict(cls, d: Mapping) -> SweepConfig:
         d = dict(d)
         d["model_kwargs"] = tuple(sorted(dict(d.get("model_kwargs") or {}).items()))
+        d["lr_multipliers"] = tuple(tuple(p) for p in d.get("lr_multipliers") or ())
         for key in ("batch_sizes", "lrs", "weight_decays", "momentums", "seeds"):
             if key in d:
                 d[key] = tuple(d[key])
@@ -195,6 +259,10 @@ def plan_groups(config: SweepConfig, ds: data.Dataset) -> list[GroupRun]:
             optimizer=config.optimizer,
             nesterov=config.nesterov,
             weight_decay_mode=config.weight_decay_mode,
+            decay_mask=config.decay_mask,
+            lr_multipliers=config.lr_multipliers,
+            control_metric=config.control_metric,
+            **config.controls(),
             schedule=config.schedule,
             total_steps=1,
             eval_batch_size=config.eval_batch_size,
@@ -302,10 +370,15 @@ def run_group(
             step = stop
             if stop in eval_index:
                 ev = engine.eval_members(fns, spec, state, val)
-                diverged = np.asarray(jax.device_get(state.diverged))
+                # Curves end where a member diverged or stopped (the evaluation
+                # that stopped it is kept).
+                gone = np.asarray(jax.device_get(state.diverged | state.stopped))
                 e = eval_index[stop]
-                history["val_loss"][:, e] = np.where(diverged, np.nan, ev["val_loss"])
-                history["val_acc"][:, e] = np.where(diverged, np.nan, ev["val_acc"])
+                history["val_loss"][:, e] = np.where(gone, np.nan, ev["val_loss"])
+                history["val_acc"][:, e] = np.where(gone, np.nan, ev["val_acc"])
+                if spec.plateau or spec.early_stopping:
+                    metric = jax.numpy.asarray(ev[spec.control_metric])
+                    state = fns.control(state, metric)
                 best = np.nanmax(history["val_acc"][:n_real]) if e >= 0 else np.nan
                 bar.set_postfix(
                     epoch=f"{epoch + 1}/{config.epochs}", best_val_acc=f"{best:.4f}"
@@ -314,6 +387,8 @@ def run_group(
         checkpoint.save(ckpt_dir, epoch + 1, {"state": state, "history": history})
     bar.close()
     history["diverged"] = np.asarray(jax.device_get(state.diverged))
+    history["stopped"] = np.asarray(jax.device_get(state.stopped))
+    history["lr_scale"] = np.asarray(jax.device_get(state.lr_scale))
     return {k: (v[:n_real] if np.ndim(v) else v) for k, v in history.items()}
 
 
@@ -322,12 +397,23 @@ def summarize(group: GroupRun, history: Mapping, config: SweepConfig) -> list[di
     spe = group.spec.steps_per_epoch
     rows = []
     for i, m in enumerate(group.members):
-        # The train loss of a member is the mean over its last epoch of batches:
-        # single batch losses are too noisy to compare with a validation loss.
-        train_loss = float(np.mean(history["train_loss"][i, -spe:]))
-        train_acc = float(np.mean(history["train_acc"][i, -spe:]))
-        val_loss = float(history["val_loss"][i, -1])
-        val_acc = float(history["val_acc"][i, -1])
+        diverged = bool(history["diverged"][i])
+        # A member's train loss is the mean over its last epoch of batches (single
+        # batch losses are too noisy to set against a validation loss); a stopped
+        # member's numbers are those of the epoch and evaluation where it stopped,
+        # a diverged member's are NaN.
+        trained = np.flatnonzero(np.isfinite(history["train_loss"][i]))
+        last = trained[-spe:] if len(trained) and not diverged else []
+        train_loss = (
+            float(np.mean(history["train_loss"][i, last])) if len(last) else np.nan
+        )
+        train_acc = (
+            float(np.mean(history["train_acc"][i, last])) if len(last) else np.nan
+        )
+        evaluated = np.flatnonzero(np.isfinite(history["val_loss"][i]))
+        e = evaluated[-1] if len(evaluated) and not diverged else None
+        val_loss = float(history["val_loss"][i, e]) if e is not None else np.nan
+        val_acc = float(history["val_acc"][i, e]) if e is not None else np.nan
         accs = history["val_acc"][i]
         has_acc = np.isfinite(accs).any()
         best = int(np.nanargmax(accs)) if has_acc else -1
@@ -345,8 +431,10 @@ def summarize(group: GroupRun, history: Mapping, config: SweepConfig) -> list[di
                 "best_val_step": int(group.eval_steps[best]) if has_acc else None,
                 "gap_loss": val_loss - train_loss,
                 "gap_acc": train_acc - val_acc,
-                "diverged": bool(history["diverged"][i]),
-                "steps": group.total_steps,
+                "diverged": diverged,
+                "stopped": bool(history["stopped"][i]),
+                "lr_scale": float(history["lr_scale"][i]),
+                "steps": int(trained[-1]) + 1 if len(trained) else 0,
                 "wall_s": float(history["wall_s"]),
             }
         )  # fmt: skip
