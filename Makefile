@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FMNIST  = /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data run test lint bench clean
+.PHONY: setup setup-test data run test lint clean
 
 setup: $(VENV)/.installed
 
@@ -15,6 +15,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+# The tests also exercise the tfds path on tfds' mock data, which needs TensorFlow.
+setup-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[test,tfds]"
 	touch $@
 
 # Real Fashion-MNIST, offline, from the Debian/Ubuntu package.
@@ -27,7 +34,7 @@ $(FMNIST):
 run: setup data
 	$(BIN)/python -m experiments.alexnet_bs_sweep --preset quick
 
-test: setup data
+test: setup-test data
 	$(BIN)/python -m pytest
 
 lint: setup
