@@ -15,6 +15,9 @@ The member axis is mapped by a *strategy* (decision 6):
 
 * ``vmap``     all members batched into one computation;
 * ``map``      members one after another inside one program (``lax.map``);
+* ``unroll``   members one after another inside one program, the loop unrolled
+  at trace time: each member gets its own ops (no grouped convolutions, no
+  rolled loop), at a compile time that grows with the member count;
 * ``chunk:N``  ``lax.map`` over blocks of ``N`` vmapped members.
 
 The loop form is a separate choice: ``steps_per_call`` steps run per compiled
@@ -40,7 +43,7 @@ from jax import lax
 from jaxbatch import models, optim, schedules
 from jaxbatch.data import normalize
 
-STRATEGIES = ("vmap", "map", "chunk:N")
+STRATEGIES = ("vmap", "map", "unroll", "chunk:N")
 
 # Hyperparameters every member carries, with their defaults. Schedule
 # parameters that a schedule does not use are simply ignored.
@@ -175,14 +178,15 @@ class MemberState:
 
 def parse_strategy(strategy: str) -> tuple[str, int]:
     """``"vmap" -> ("vmap", 0)``, ``"chunk:4" -> ("chunk", 4)``; raises on others."""
-    if strategy in ("vmap", "map"):
+    if strategy in ("vmap", "map", "unroll"):
         return strategy, 0
     if strategy.startswith("chunk:"):
         n = strategy.split(":", 1)[1]
         if n.isdigit() and int(n) > 0:
             return "chunk", int(n)
     raise ValueError(
-        f"unknown strategy {strategy!r}; use 'vmap', 'map' or 'chunk:N' with N >= 1"
+        f"unknown strategy {strategy!r}; use 'vmap', 'map', 'unroll' or 'chunk:N' "
+        "with N >= 1"
     )
 
 
@@ -203,6 +207,14 @@ def over_members(fn: Callable, strategy: str) -> Callable:
         return batched
     if kind == "map":
         return lambda m, s: lax.map(lambda mm: fn(mm, s), m)
+    if kind == "unroll":
+
+        def unrolled(m, s):
+            size = jax.tree.leaves(m)[0].shape[0]
+            outs = [fn(jax.tree.map(lambda a, i=i: a[i], m), s) for i in range(size)]
+            return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+        return unrolled
 
     def chunked(m, s):
         size = jax.tree.leaves(m)[0].shape[0]

@@ -14,6 +14,7 @@ from jaxbatch.models.layers import (
     conv,
     dense,
     flatten,
+    kaiming_uniform_fan_in,
     max_pool,
     scale_width,
 )
@@ -61,7 +62,13 @@ class AlexNetSmall(nn.Module):
     is active only with `train=True` and draws from the "dropout" RNG.
 
     x: [batch, H, W, C] -> logits [batch, num_classes]. `small_input` is
-    accepted and ignored: this is the small-image layout. PyTorch default init.
+    accepted and ignored: this is the small-image layout.
+
+    Init: He (kaiming-uniform, fan_in, ReLU gain) weights and zero biases on
+    every ReLU layer, PyTorch's default on the output layer. PyTorch's default
+    (variance 1/(3 fan_in)) shrinks the signal ~0.6x per layer through eight
+    layers, and with SGD at LR 0.01 the net then sat at chance for epochs on
+    Fashion-MNIST; He init keeps the signal's scale and trains from step one.
     """
 
     num_classes: int
@@ -80,12 +87,13 @@ class AlexNetSmall(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        he = dict(kernel_init=kaiming_uniform_fan_in, bias_init=nn.initializers.zeros)
         for i, channels in enumerate(self.channels):
-            x = nn.relu(conv(x, scale_width(channels, self.width), 3, padding=1))
+            x = nn.relu(conv(x, scale_width(channels, self.width), 3, padding=1, **he))
             if i in self.pool_after:
                 x = max_pool(x, 2, 2, ceil_mode=True)
         x = flatten(adaptive_avg_pool(x, (4, 4)))
         for units in self.hidden:
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-            x = nn.relu(dense(x, scale_width(units, self.width)))
+            x = nn.relu(dense(x, scale_width(units, self.width), **he))
         return dense(x, self.num_classes)
