@@ -34,6 +34,10 @@ def _ints(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
 def _kwarg(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier():
@@ -51,6 +55,8 @@ _FLAGS: dict[str, tuple[str, object, str]] = {
     "--data-dir": ("data_dir", str, "directory of the dataset's files (IDX files, or "
                    "one sub-folder per class for imagefolder)"),
     "--model": ("model", str, "model name (see jaxbatch.models.available_models())"),
+    "--models": ("models", _names, "comma-separated models compared in one sweep, "
+                 "one group each (overrides --model)"),
     "--batch-sizes": ("batch_sizes", _ints, "comma-separated batch sizes; each is one "
                       "compiled group"),
     "--lrs": ("lrs", _floats, "comma-separated peak learning rates, trained together"),
@@ -127,7 +133,11 @@ def config_from_args(
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None:
             values[field] = value
-    if args.model is not None and args.model != presets[args.preset].get("model"):
+    preset = presets[args.preset]
+    if args.model is not None and args.model != preset.get("model"):
+        values.pop("model_kwargs", None)
+        values.pop("models", None)
+    if args.models is not None and args.models != preset.get("models"):
         values.pop("model_kwargs", None)
     if args.model_kwargs is not None:
         values["model_kwargs"] = tuple(sorted(args.model_kwargs))

@@ -501,8 +501,10 @@ def group_fns(spec: TrainSpec) -> GroupFns:
         f = mapped(member_train(n_steps))
         return jax.jit(lambda state, hp, data: f((state, hp), data), donate_argnums=0)
 
-    init = mapped(member_init)
-    epoch = mapped(member_epoch)
+    # Init and reshuffling are not hot; vmapped they compile once, not once per
+    # member (threefry-heavy inits compile slowly), and give the same bits.
+    init = over_members(member_init, "vmap")
+    epoch = over_members(member_epoch, "vmap")
     control = mapped(member_control)
     return GroupFns(
         init=jax.jit(lambda hp: init(hp, None)),

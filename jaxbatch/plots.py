@@ -44,14 +44,16 @@ def _colors(n: int):
     return plt.get_cmap("tab10")(np.arange(n) % 10)
 
 
-def loss_curves(out: str, batch_size: int) -> Figure:
+def loss_curves(out: str, batch_size: int, model: str | None = None) -> Figure:
     """Training loss per batch (dark) and validation loss (light) vs iteration.
 
-    One figure for one batch size, one colour per learning rate (and further
-    members of the same LR, e.g. seeds, share it).
+    One figure for one batch size (and ``model``, in a sweep of several), one
+    colour per learning rate (further members of the same LR share it).
     """
     members, history = load(out)
     sel = members["batch_size"] == batch_size
+    if model is not None:
+        sel &= members["model"] == model
     lrs = sorted(set(members["lr"][sel]))
     colors = dict(zip(lrs, _colors(len(lrs))))
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
@@ -69,8 +71,9 @@ def loss_curves(out: str, batch_size: int) -> Figure:
         steps, val = _member_series(history, member, "val_loss")
         light = 0.55 * np.asarray(c) + 0.45
         ax.plot(steps, val, color=light[:3], lw=2.0, label=f"lr={lr:g} validation")
+    name = f"{model}, batch size" if model else "batch size"
     ax.set(xlabel="iteration", ylabel="cross-entropy loss", yscale="log",
-           title=f"batch size {batch_size:g}: training vs validation loss")  # fmt: skip
+           title=f"{name} {batch_size:g}: training vs validation loss")  # fmt: skip
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig
@@ -129,15 +132,69 @@ def summary(out: str) -> Figure:
     return fig
 
 
+def model_comparison(out: str, smooth: int = 20) -> Figure:
+    """Models side by side: train loss (smoothed over ``smooth`` batches) and
+    validation loss, validation accuracy, and the final train/val gap per model.
+
+    Each member is one line; its label names the model (and LR and batch size
+    when those vary).
+    """
+    members, history = load(out)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), layout="constrained")
+    names = list(dict.fromkeys(members["model"]))
+    colors = dict(zip(names, _colors(len(names))))
+    vary = [c for c in ("lr", "batch_size", "seed") if len(set(members[c])) > 1]
+    for i, member in enumerate(members["member"]):
+        model = members["model"][i]
+        label = model + "".join(f" {c}={members[c][i]:g}" for c in vary)
+        steps, train = _member_series(history, member, "train_loss")
+        trained = _smooth(train, smooth)
+        axes[0].plot(steps[len(steps) - len(trained) :], trained, color=colors[model],
+                     lw=0.8, label=f"{label} train")  # fmt: skip
+        steps, val = _member_series(history, member, "val_loss")
+        axes[0].plot(
+            steps, val, color=colors[model], lw=2, ls="--", label=f"{label} val"
+        )
+        steps, acc = _member_series(history, member, "val_acc")
+        axes[1].plot(steps, acc, color=colors[model], label=label)
+    title = "train (smoothed, solid) and validation (dashed) loss"
+    axes[0].set(xlabel="iteration", ylabel="loss", yscale="log", title=title)
+    axes[1].set(xlabel="iteration", ylabel="validation accuracy",
+                title="validation accuracy")  # fmt: skip
+    x = np.arange(len(members["member"]))
+    labels = [
+        members["model"][i] + "".join(f"\n{c}={members[c][i]:g}" for c in vary)
+        for i in range(len(x))
+    ]
+    width = 0.4
+    axes[2].bar(
+        x - width / 2, members["gap_loss"], width, label="val loss - train loss"
+    )
+    axes[2].bar(x + width / 2, members["gap_acc"], width, label="train acc - val acc")
+    axes[2].axhline(0, color="k", lw=0.8)
+    axes[2].set(xticks=x, xticklabels=labels, title="overfitting gap (final epoch)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return fig
+
+
 def save_all(out: str) -> list[str]:
     """Write the standard figures of a sweep into ``<out>/plots``; return paths."""
     plot_dir = os.path.join(out, "plots")
     os.makedirs(plot_dir, exist_ok=True)
     members, _ = load(out)
-    figures = {
-        f"loss_bs{int(b)}.png": lambda b=b: loss_curves(out, b)
-        for b in sorted(set(members["batch_size"]))
-    }
+    names = list(dict.fromkeys(members["model"]))
+    several = len(names) > 1
+    figures = {}
+    for model in names:
+        for b in sorted(set(members["batch_size"][members["model"] == model])):
+            name = f"loss_{model}_bs{int(b)}.png" if several else f"loss_bs{int(b)}.png"
+            figures[name] = lambda b=b, m=model: loss_curves(
+                out, b, m if several else None
+            )
+    if several:
+        figures["model_comparison.png"] = lambda: model_comparison(out)
     figures["val_accuracy.png"] = lambda: accuracy_curves(out)
     figures["summary.png"] = lambda: summary(out)
     paths = []

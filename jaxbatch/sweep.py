@@ -16,7 +16,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -44,7 +44,10 @@ class SweepConfig:
       dataset, data_dir, train_size, val_size, image_size, data_seed: passed
         to ``jaxbatch.data.load`` (``data_seed`` picks the subset/split).
       model: model name; ``model_kwargs`` extra keyword arguments.
-      batch_sizes: one group per batch size.
+      models: several models compared in one sweep (overrides ``model``); each
+        takes the ``model_kwargs`` it accepts, plus its own ``model_options``
+        (``(name, ((key, value), ...))`` pairs).
+      batch_sizes: one group per (model, batch size).
       lrs, weight_decays, momentums, seeds: the grid inside each group.
       optimizer, nesterov, weight_decay_mode, decay_mask, lr_multipliers: see
         ``jaxbatch.optim.make_optimizer``.
@@ -75,6 +78,8 @@ class SweepConfig:
     data_seed: int = 0
     model: str = "alexnet_small"
     model_kwargs: tuple[tuple[str, Any], ...] = ()
+    models: tuple[str, ...] = ()
+    model_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     batch_sizes: tuple[int, ...] = (32, 64)
     lrs: tuple[float, ...] = (0.01, 0.02)
     weight_decays: tuple[float, ...] = (0.0,)
@@ -116,11 +121,25 @@ class SweepConfig:
                 if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
                     raise ValueError(f"{name} must be positive, got {v!r}")
 
-        if self.model not in models.available_models():
+        for name in self.model_list():
+            if name not in models.available_models():
+                raise ValueError(
+                    f"unknown model {name!r}; choose one of "
+                    f"{', '.join(models.available_models())}"
+                )
+        unused = set(dict(self.model_kwargs)) - {
+            k for name in self.model_list() for k in models.model_kwargs(name)
+        }
+        if unused:
             raise ValueError(
-                f"unknown model {self.model!r}; choose one of "
-                f"{', '.join(models.available_models())}"
+                f"model option(s) {sorted(unused)} are not accepted by "
+                f"{', '.join(self.model_list())}"
             )
+        for name in self.model_list():
+            try:  # building a module is cheap and checks every value
+                models.get_model(name, num_classes=2, **dict(self.kwargs_for(name)))
+            except TypeError as err:
+                raise ValueError(str(err)) from None
         if not self.batch_sizes or not self.lrs:
             raise ValueError("batch_sizes and lrs need at least one value each")
         positive("batch size", self.batch_sizes)
@@ -154,6 +173,16 @@ class SweepConfig:
         engine.parse_strategy(self.strategy)
         self.controls()  # the rules check their own values
 
+    def model_list(self) -> tuple[str, ...]:
+        return tuple(self.models) or (self.model,)
+
+    def kwargs_for(self, name: str) -> tuple[tuple[str, Any], ...]:
+        """The model options ``name`` gets: shared ones it accepts, then its own."""
+        accepted = models.model_kwargs(name)
+        kw = {k: v for k, v in self.model_kwargs if k in accepted}
+        kw.update(dict(dict(self.model_options).get(name, ())))
+        return tuple(sorted(kw.items()))
+
     def controls(self) -> dict:
         """The ``plateau`` and ``early_stopping`` rules of ``engine.TrainSpec``."""
         mode = "max" if self.control_metric == "val_acc" else "min"
@@ -179,6 +208,7 @@ class SweepConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["model_kwargs"] = dict(self.model_kwargs)
+        d["model_options"] = {name: dict(kw) for name, kw in self.model_options}
         return d
 
     @classmethod
@@ -186,22 +216,34 @@ class SweepConfig:
         d = dict(d)
         d["model_kwargs"] = tuple(sorted(dict(d.get("model_kwargs") or {}).items()))
         d["lr_multipliers"] = tuple(tuple(p) for p in d.get("lr_multipliers") or ())
-        for key in ("batch_sizes", "lrs", "weight_decays", "momentums", "seeds"):
+        d["model_options"] = tuple(
+            (name, tuple(sorted(dict(kw).items())))
+            for name, kw in dict(d.get("model_options") or {}).items()
+        )
+        for key in (
+            "models",
+            "batch_sizes",
+            "lrs",
+            "weight_decays",
+            "momentums",
+            "seeds",
+        ):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
 
     def members(self) -> list[dict]:
-        """The grid, batch size outermost, as one dict per member."""
+        """The grid, model then batch size outermost, as one dict per member."""
         grid = itertools.product(
-            self.batch_sizes, self.lrs, self.weight_decays, self.momentums, self.seeds
+            self.model_list(),
+            self.batch_sizes,
+            self.lrs,
+            self.weight_decays,
+            self.momentums,
+            self.seeds,
         )
-        return [
-            dict(
-                member=i, batch_size=int(b), lr=lr, weight_decay=wd, momentum=m, seed=s
-            )
-            for i, (b, lr, wd, m, s) in enumerate(grid)
-        ]
+        keys = ("model", "batch_size", "lr", "weight_decay", "momentum", "seed")
+        return [dict(member=i, **dict(zip(keys, v))) for i, v in enumerate(grid)]
 
 
 def default_out(experiment: str) -> str:
@@ -247,11 +289,14 @@ def plan_groups(config: SweepConfig, ds: data.Dataset) -> list[GroupRun]:
     """Split the grid into groups and build each group's static spec."""
     groups = []
     members = config.members()
-    for g, bs in enumerate(dict.fromkeys(config.batch_sizes)):
-        group_members = [m for m in members if m["batch_size"] == bs]
+    for g, key in enumerate(
+        dict.fromkeys((m["model"], m["batch_size"]) for m in members)
+    ):
+        group_members = [m for m in members if (m["model"], m["batch_size"]) == key]
+        model, bs = key
         spec = engine.TrainSpec(
-            model=config.model,
-            model_kwargs=config.model_kwargs,
+            model=model,
+            model_kwargs=config.kwargs_for(model),
             num_classes=ds.num_classes,
             image_shape=tuple(ds.x_train.shape[1:]),
             n_train=len(ds.x_train),
@@ -351,7 +396,7 @@ def run_group(
     bar = tqdm(
         total=group.total_steps,
         initial=epochs_done * spe,
-        desc=f"group {group.index + 1} (batch {spec.batch_size})",
+        desc=f"group {group.index + 1} ({spec.model}, batch {spec.batch_size})",
         disable=not progress,
         unit="step",
         dynamic_ncols=True,
@@ -422,7 +467,7 @@ def summarize(group: GroupRun, history: Mapping, config: SweepConfig) -> list[di
                 **{k: m[k] for k in ("member", "batch_size", "lr", "weight_decay",
                                      "momentum", "seed", "gamma")},
                 "group": group.index,
-                "model": config.model,
+                "model": m["model"],
                 "final_train_loss": train_loss,
                 "final_train_acc": train_acc,
                 "final_val_loss": val_loss,
@@ -514,7 +559,8 @@ def run(
             "num_classes": ds.num_classes,
         },
         "groups": [
-            {"group": g.index, "batch_size": g.spec.batch_size,
+            {"group": g.index, "model": g.spec.model, "batch_size": g.spec.batch_size,
+             "model_kwargs": dict(g.spec.model_kwargs),
              "steps_per_epoch": g.spec.steps_per_epoch, "total_steps": g.total_steps,
              "members": [m["member"] for m in g.members]}
             for g in groups
@@ -541,8 +587,3 @@ def run(
 
         plots_mod.save_all(out)
     return out
-
-
-def groups_of(config: SweepConfig) -> Sequence[int]:
-    """Batch sizes in group order (one group per distinct batch size)."""
-    return list(dict.fromkeys(config.batch_sizes))

@@ -1,0 +1,69 @@
+"""AlexNet, SqueezeNet 1.1, MobileNetV1 and MobileNetV2 side by side.
+
+The seed's model comparison: each net trained at batch 64 and LR 0.01 (SGD,
+momentum 0.9, LR x0.1 at half of training) on the same split, to see which
+fits and which overfits (on GHIM-20 SqueezeNet overfit at ~87% validation
+accuracy; the MobileNets overfit on one split and fit well on another: compare
+``--seed 0`` with ``--seed 1``, which draws another split). Each model is one
+group; several ``--lrs`` or ``--seeds`` train together inside a group.
+
+Run (2-core CPU, built-in Fashion-MNIST, about 5 minutes)::
+
+    python -m experiments.model_zoo_sweep --preset quick
+
+The seed's setup on GHIM-20 (one folder per class, 224 px, full-size nets)::
+
+    python -m experiments.model_zoo_sweep --preset paper --dataset imagefolder \\
+        --data-dir /path/to/GHIM-20 --image-size 224 \\
+        --models alexnet,squeezenet1_1,mobilenet_v1,mobilenet_v2
+
+What you should see: ``plots/model_comparison.png`` puts the models' train and
+validation losses, validation accuracies and final train/val gaps side by
+side; the nets with the most parameters per training image (AlexNet) open the
+largest gap, the BatchNorm MobileNets train fastest per step. Output as in
+``alexnet_bs_sweep`` (members.csv has a ``model`` column).
+"""
+
+from jaxbatch import cli
+
+MODELS = ("alexnet_small", "squeezenet1_1", "mobilenet_v1", "mobilenet_v2")
+
+PRESETS = {
+    # Narrow nets at Fashion-MNIST's 28 px, sized for a 2-core CPU.
+    "quick": dict(
+        models=MODELS,
+        model_options=(
+            ("alexnet_small", (("width", 0.25),)),
+            ("mobilenet_v1", (("alpha", 0.5),)),
+            ("mobilenet_v2", (("width_mult", 0.5),)),
+        ),
+        batch_sizes=(64,),
+        lrs=(0.01,),
+        momentums=(0.9,),
+        train_size=4000,
+        val_size=1000,
+        epochs=6,
+        eval_every=25,
+        strategy="unroll",
+    ),
+    # The seed's schedule: 100 epochs, 9000/1000, evaluation every 10 steps.
+    "paper": dict(
+        models=MODELS,
+        model_kwargs=(("small_input", True),),
+        batch_sizes=(64,),
+        lrs=(0.01,),
+        momentums=(0.9,),
+        train_size=9000,
+        val_size=1000,
+        epochs=100,
+        eval_every=10,
+    ),
+}
+
+
+def main(argv=None):
+    return cli.main("model_zoo_sweep", __doc__, PRESETS, argv)
+
+
+if __name__ == "__main__":
+    main()
