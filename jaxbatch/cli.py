@@ -76,8 +76,24 @@ _FLAGS: dict[str, tuple[str, object, str]] = {
     "--eval-every": ("eval_every", int, "evaluate the whole validation set every N "
                      "iterations"),
     "--eval-batch-size": ("eval_batch_size", int, "batch size of evaluation"),
-    "--strategy": ("strategy", str, "member axis: vmap, map or chunk:N"),
+    "--weight-decay-mode": ("weight_decay_mode", str, "l2 (coupled, default), "
+                            "decoupled (SGDW/AdamW) or l1"),
+    "--warmup-epochs": ("warmup_epochs", float, "linear LR warmup over N epochs"),
+    "--plateau-factor": ("plateau_factor", float, "per member, multiply the LR by "
+                         "this when --control-metric stalls (ReduceLROnPlateau)"),
+    "--plateau-patience": ("plateau_patience", int, "evaluations without "
+                           "improvement before the LR is reduced"),
+    "--plateau-stop-scale": ("plateau_stop_scale", float, "stop a member once its "
+                             "LR scale falls to this (e.g. 0.0009765625 = 1/1024)"),
+    "--early-stop-patience": ("early_stop_patience", int, "stop a member after N "
+                              "evaluations without improvement"),
+    "--control-metric": ("control_metric", str, "val_loss (default) or val_acc, "
+                         "watched by the plateau and early-stopping rules"),
+    "--strategy": ("strategy", str, "member axis: auto (time the candidates, pick "
+                   "the fastest), vmap, map, unroll or chunk:N"),
     "--steps-per-call": ("steps_per_call", int, "training steps per compiled call"),
+    "--devices": ("devices", int, "shard the members over N devices (0: all)"),
+    "--precision": ("precision", str, "float32 or bfloat16 (mixed precision)"),
 }  # fmt: skip
 
 
@@ -121,6 +137,11 @@ def build_parser(
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--no-plots", action="store_true", help="skip the figures")
+    parser.add_argument(
+        "--distributed", action="store_true",
+        help="multi-host run: call jax.distributed.initialize() first (start the "
+        "same command on every host; see the README)",
+    )  # fmt: skip
     return parser
 
 
@@ -169,6 +190,10 @@ def main(
     """Parse flags, run the sweep, print a summary; returns the results directory."""
     parser = build_parser(description, presets)
     args = parser.parse_args(argv)
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()
     out = args.out or sweep.default_out(experiment)
     try:
         config = config_from_args(args, experiment, presets)

@@ -141,7 +141,7 @@ def load(
     train_size: images in train (default: the pool minus val; 512 for synthetic).
     val_size: images in val (default: 10% of the pool; 128 for synthetic).
     image_size: resize to image_size x image_size (default: native; imagefolder 224).
-    cache_dir: for tfds and imagefolder; default $JAXBATCH_CACHE or
+    cache_dir: for tfds and imagefolder; default $JAXBATCH_CACHE/datasets or
       ~/.cache/jaxbatch/datasets.
     """
     sizes = {"train_size": train_size, "val_size": val_size, "image_size": image_size}
@@ -149,7 +149,9 @@ def load(
         if value is not None and (not isinstance(value, int | np.integer) or value < 1):
             raise ValueError(f"{key} must be a positive int, got {key}={value!r}")
     key = name.strip().lower().replace("-", "_")
-    cache = pathlib.Path(cache_dir or os.environ.get("JAXBATCH_CACHE") or _CACHE)
+    root = os.environ.get("JAXBATCH_CACHE")
+    default = pathlib.Path(root, "datasets") if root else _CACHE
+    cache = pathlib.Path(cache_dir or default)
     if key in _SYNTHETIC:
         size, channels = _SYNTHETIC[key]
         shape = (image_size or size, image_size or size, channels)

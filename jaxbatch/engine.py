@@ -20,6 +20,11 @@ The member axis is mapped by a *strategy* (decision 6):
   rolled loop), at a compile time that grows with the member count;
 * ``chunk:N``  ``lax.map`` over blocks of ``N`` vmapped members.
 
+``auto`` times the candidates on the real shapes (:func:`auto_strategy`).
+With ``devices > 1`` the member axis is split over a ``"sweep"`` mesh axis
+(``jax.shard_map``): every device runs the strategy on its own block of
+members, the dataset replicated.
+
 The loop form is a separate choice: ``steps_per_call`` steps run per compiled
 call (a ``lax.scan``, optionally unrolled), the host looping over calls. On
 XLA:CPU a rolled scan of conv steps was measured 25x slower than a host loop of
@@ -30,7 +35,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax
@@ -39,11 +47,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxbatch import models, optim, schedules
 from jaxbatch.data import normalize
 
-STRATEGIES = ("vmap", "map", "unroll", "chunk:N")
+STRATEGIES = ("vmap", "map", "unroll", "chunk:N", "auto")
+PRECISIONS = ("float32", "bfloat16")
 
 # Hyperparameters every member carries, with their defaults. Schedule
 # parameters that a schedule does not use are simply ignored.
@@ -92,6 +103,10 @@ class TrainSpec:
       strategy: member-axis strategy, see the module docstring.
       steps_per_call: training steps per compiled call.
       unroll: unroll the scan over ``steps_per_call`` steps.
+      devices: shard the member axis over this many devices (0: all).
+      compute_dtype: ``"float32"``, or ``"bfloat16"`` for mixed precision:
+        forward and backward in bfloat16, parameters, optimizer state, batch
+        statistics and the loss in float32.
     """
 
     model: str
@@ -114,6 +129,8 @@ class TrainSpec:
     strategy: str = "vmap"
     steps_per_call: int = 1
     unroll: bool = False
+    devices: int = 1
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
         if self.batch_size <= 0:
@@ -138,6 +155,15 @@ class TrainSpec:
             raise ValueError(
                 f"steps_per_call must be positive, got {self.steps_per_call=}"
             )
+        if self.compute_dtype not in PRECISIONS:
+            raise ValueError(
+                f"compute_dtype must be one of {PRECISIONS}, got {self.compute_dtype=}"
+            )
+        available = len(jax.devices())
+        if not 0 <= self.devices <= available:
+            raise ValueError(
+                f"devices must be between 0 (all) and {available}, got {self.devices=}"
+            )
         if self.eval_batch_size <= 0:
             raise ValueError(
                 f"eval_batch_size must be positive, got {self.eval_batch_size=}"
@@ -147,6 +173,10 @@ class TrainSpec:
     def steps_per_epoch(self) -> int:
         """Full batches per epoch; the remainder of a permutation is dropped."""
         return self.n_train // self.batch_size
+
+    @property
+    def n_devices(self) -> int:
+        return self.devices or len(jax.devices())
 
     def build_model(self):
         return models.get_model(
@@ -178,30 +208,43 @@ class MemberState:
 
 def parse_strategy(strategy: str) -> tuple[str, int]:
     """``"vmap" -> ("vmap", 0)``, ``"chunk:4" -> ("chunk", 4)``; raises on others."""
-    if strategy in ("vmap", "map", "unroll"):
+    if strategy in ("vmap", "map", "unroll", "auto"):
         return strategy, 0
     if strategy.startswith("chunk:"):
         n = strategy.split(":", 1)[1]
         if n.isdigit() and int(n) > 0:
             return "chunk", int(n)
     raise ValueError(
-        f"unknown strategy {strategy!r}; use 'vmap', 'map', 'unroll' or 'chunk:N' "
-        "with N >= 1"
+        f"unknown strategy {strategy!r}; use 'auto', 'vmap', 'map', 'unroll' or "
+        "'chunk:N' with N >= 1"
     )
 
 
-def member_multiple(strategy: str) -> int:
+def member_multiple(spec: TrainSpec) -> int:
     """Member counts must be a multiple of this (the sweep pads to it)."""
-    kind, n = parse_strategy(strategy)
-    return n if kind == "chunk" else 1
+    kind, n = parse_strategy(spec.strategy)
+    return (n if kind == "chunk" else 1) * spec.n_devices
 
 
-def over_members(fn: Callable, strategy: str) -> Callable:
+def over_members(fn: Callable, strategy: str, mesh: Mesh | None = None) -> Callable:
     """Map ``fn(member_args, shared_args)`` over the leading axis of member_args.
 
-    ``shared_args`` (the dataset) are not mapped.
+    ``shared_args`` (the dataset) are not mapped. With a ``mesh``, each device
+    maps ``fn`` over its own block of members.
     """
+    local = _over_local_members(fn, strategy)
+    if mesh is None:
+        return local
+    return jax.shard_map(
+        local, mesh=mesh, in_specs=(P("sweep"), P()), out_specs=P("sweep"),
+        check_vma=False,
+    )  # fmt: skip
+
+
+def _over_local_members(fn: Callable, strategy: str) -> Callable:
     kind, n = parse_strategy(strategy)
+    if kind == "auto":
+        raise ValueError("resolve strategy 'auto' with auto_strategy() first")
     batched = jax.vmap(fn, in_axes=(0, None))
     if kind == "vmap":
         return batched
@@ -367,6 +410,13 @@ def start_epoch(spec: TrainSpec, state: MemberState, hp: Mapping) -> MemberState
     )
 
 
+def _cast(tree, dtype):
+    """Floating leaves of ``tree`` as ``dtype`` (a no-op for float32 leaves)."""
+    return jax.tree.map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+    )
+
+
 def _all_finite(tree) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
@@ -396,15 +446,21 @@ def train_step(spec: TrainSpec, state: MemberState, hp: Mapping, data: Mapping):
     rng = jax.random.fold_in(_dropout_key(hp), state.step)
 
     def loss_fn(params):
-        variables = {**_variables(state), "params": params}
+        variables = _cast({**_variables(state), "params": params}, spec.compute_dtype)
+        xc = x.astype(spec.compute_dtype)
         if state.batch_stats:
             logits, new_vars = model.apply(
-                variables, x, train=True, rngs={"dropout": rng}, mutable=["batch_stats"]
+                variables,
+                xc,
+                train=True,
+                rngs={"dropout": rng},
+                mutable=["batch_stats"],
             )
-            new_bs = new_vars["batch_stats"]
+            new_bs = _cast(new_vars["batch_stats"], jnp.float32)
         else:
-            logits = model.apply(variables, x, train=True, rngs={"dropout": rng})
+            logits = model.apply(variables, xc, train=True, rngs={"dropout": rng})
             new_bs = state.batch_stats
+        logits = logits.astype(jnp.float32)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         return loss, (logits, new_bs)
 
@@ -440,8 +496,9 @@ def eval_batch(spec: TrainSpec, state: MemberState, batch: Mapping):
     (0 for padding), ``mean``, ``std``.
     """
     model = spec.build_model()
-    x = normalize(batch["x"], batch["mean"], batch["std"])
-    logits = model.apply(_variables(state), x, train=False)
+    x = normalize(batch["x"], batch["mean"], batch["std"]).astype(spec.compute_dtype)
+    variables = _cast(_variables(state), spec.compute_dtype)
+    logits = model.apply(variables, x, train=False).astype(jnp.float32)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
     correct = jnp.argmax(logits, -1) == batch["y"]
     mask = batch["mask"]
@@ -465,7 +522,10 @@ class GroupFns:
 
 @functools.lru_cache(maxsize=32)
 def group_fns(spec: TrainSpec) -> GroupFns:
-    """Compile-once functions for a group; cached on the (hashable) spec."""
+    """Compile-once functions for a group; cached on the (hashable) spec.
+
+    ``spec.strategy`` must not be ``"auto"`` (see :func:`auto_strategy`).
+    """
 
     def member_init(hp, _):
         return init_member(spec, hp)
@@ -494,8 +554,10 @@ def group_fns(spec: TrainSpec) -> GroupFns:
     def member_control(args, _):
         return update_control(spec, *args)
 
-    def mapped(fn):
-        return over_members(fn, spec.strategy)
+    mesh = make_mesh(spec.n_devices) if spec.n_devices > 1 else None
+
+    def mapped(fn, strategy=spec.strategy):
+        return over_members(fn, strategy, mesh)
 
     def train_fn(n_steps):
         f = mapped(member_train(n_steps))
@@ -503,8 +565,8 @@ def group_fns(spec: TrainSpec) -> GroupFns:
 
     # Init and reshuffling are not hot; vmapped they compile once, not once per
     # member (threefry-heavy inits compile slowly), and give the same bits.
-    init = over_members(member_init, "vmap")
-    epoch = over_members(member_epoch, "vmap")
+    init = mapped(member_init, "vmap")
+    epoch = mapped(member_epoch, "vmap")
     control = mapped(member_control)
     return GroupFns(
         init=jax.jit(lambda hp: init(hp, None)),
@@ -513,6 +575,21 @@ def group_fns(spec: TrainSpec) -> GroupFns:
         train_one=train_fn(1),
         eval=jax.jit(mapped(member_eval)),
         control=jax.jit(lambda state, value: control((state, value), None)),
+    )
+
+
+def make_mesh(n_devices: int) -> Mesh:
+    """A 1-D mesh with axis ``"sweep"`` over the first ``n_devices`` devices."""
+    return Mesh(np.asarray(jax.devices()[:n_devices]), ("sweep",))
+
+
+def replicate(tree, spec: TrainSpec):
+    """Place shared arrays (the dataset) on every device of the group's mesh."""
+    if spec.n_devices <= 1:
+        return tree
+    sharding = NamedSharding(make_mesh(spec.n_devices), P())
+    return jax.tree.map(
+        lambda a: jax.device_put(a, sharding) if isinstance(a, jax.Array) else a, tree
     )
 
 
@@ -604,3 +681,108 @@ def stack_hparams(members: list[Mapping[str, float]]) -> dict[str, jax.Array]:
         dtype = jnp.int32 if key == "seed" else jnp.float32
         out[key] = jnp.asarray(np.asarray(values), dtype)
     return out
+
+
+# --- measured choice of the member-axis strategy ------------------------------
+
+
+def cache_dir() -> str:
+    """The user cache directory of jaxbatch (``$JAXBATCH_CACHE`` overrides)."""
+    default = os.path.join(os.path.expanduser("~"), ".cache", "jaxbatch")
+    return os.environ.get("JAXBATCH_CACHE") or default
+
+
+def default_candidates(spec: TrainSpec, members: int) -> tuple[str, ...]:
+    """Strategies worth timing: unrolling only while compile time stays sane."""
+    return ("vmap", "map") + (("unroll",) if members <= 16 else ())
+
+
+def time_strategy(
+    spec: TrainSpec, hp: Mapping, train: Mapping, steps: int = 3
+) -> tuple[float, float]:
+    """``(first_call_s, ms_per_step)`` of ``spec``'s training step on these members.
+
+    The first call compiles; the timed ``steps`` steps after it do not.
+    """
+    hp, _ = pad_members(hp, member_multiple(spec))
+    fns = group_fns(spec)
+    state = fns.start_epoch(fns.init(hp), hp)
+    t0 = time.perf_counter()
+    state, m = run_steps(fns, spec, state, hp, train, spec.steps_per_call)
+    jax.block_until_ready(m)
+    first = time.perf_counter() - t0
+    n = steps * spec.steps_per_call
+    t0 = time.perf_counter()
+    state, m = run_steps(fns, spec, state, hp, train, n)
+    jax.block_until_ready(m)
+    return first, (time.perf_counter() - t0) / n * 1e3
+
+
+def _auto_key(spec: TrainSpec, members: int) -> str:
+    device = jax.devices()[0]
+    return "|".join(
+        str(v)
+        for v in (
+            jax.default_backend(), device.device_kind, spec.model,
+            dict(spec.model_kwargs), spec.image_shape, spec.batch_size, members,
+            spec.n_devices, spec.compute_dtype, spec.steps_per_call, spec.optimizer,
+        )
+    )  # fmt: skip
+
+
+def auto_strategy(
+    spec: TrainSpec,
+    hp: Mapping,
+    train: Mapping,
+    *,
+    candidates: Sequence[str] | None = None,
+    steps: int = 3,
+    cache: bool = True,
+) -> tuple[str, dict[str, float]]:
+    """Time each candidate strategy for a few steps on the real shapes; pick the
+    fastest (compile time excluded).
+
+    Returns ``(strategy, {candidate: ms_per_step})``. The decision is cached in
+    ``<cache_dir()>/auto_strategy.json`` per (backend, device kind, model, batch
+    size, member count, ...); a cached decision comes back with its timings.
+    """
+    members = len(hp["lr"])
+    candidates = tuple(candidates or default_candidates(spec, members))
+    key = _auto_key(spec, members)
+    path = os.path.join(cache_dir(), "auto_strategy.json")
+    known = {}
+    if cache and os.path.exists(path):
+        try:
+            with open(path) as f:
+                known = json.load(f)
+        except (OSError, ValueError):
+            known = {}  # a damaged cache is only a lost measurement
+        hit = known.get(key)
+        if hit and hit["strategy"] in candidates:
+            return hit["strategy"], hit["timings_ms"]
+    timings = {}
+    for candidate in candidates:
+        trial = dataclasses.replace(spec, strategy=candidate)
+        timings[candidate] = round(time_strategy(trial, hp, train, steps)[1], 3)
+    best = min(timings, key=timings.get)
+    if cache:
+        known[key] = {"strategy": best, "timings_ms": timings}
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(known, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    return best, timings
+
+
+def pad_members(hp: Mapping, multiple: int) -> tuple[dict, int]:
+    """Pad the member axis to a multiple by repeating the last member.
+
+    Returns the padded hyperparameters and the real member count; padding
+    members train like any other and are dropped from every result.
+    """
+    n = len(hp["lr"])
+    pad = -n % multiple
+    if pad:
+        hp = {k: jnp.concatenate([v, jnp.repeat(v[-1:], pad)]) for k, v in hp.items()}
+    return dict(hp), n

@@ -18,7 +18,7 @@ MEMBER_COLUMNS = (
     "member", "group", "model", "batch_size", "lr", "weight_decay", "momentum",
     "gamma", "seed", "final_train_loss", "final_train_acc", "final_val_loss",
     "final_val_acc", "best_val_acc", "best_val_step", "gap_loss", "gap_acc",
-    "diverged", "stopped", "lr_scale", "steps", "wall_s",
+    "diverged", "stopped", "lr_scale", "steps", "wall_s", "compile_s", "strategy",
 )  # fmt: skip
 HISTORY_COLUMNS = (
     "member", "step", "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",

@@ -66,7 +66,13 @@ class SweepConfig:
       early_stop_patience: if set, a member stops after this many evaluations
         without improving ``control_metric`` by ``early_stop_min_delta``.
       control_metric: ``"val_loss"`` or ``"val_acc"``.
-      eval_batch_size, strategy, steps_per_call, unroll: see ``engine.TrainSpec``.
+      eval_batch_size, steps_per_call, unroll: see ``engine.TrainSpec``.
+      strategy: the member axis: ``"auto"`` (time the candidates, pick the
+        fastest), ``"vmap"``, ``"map"``, ``"unroll"`` or ``"chunk:N"``.
+      devices: shard the member axis over this many devices (0: all of them).
+      precision: ``"float32"`` or ``"bfloat16"`` (mixed precision, for GPU/TPU).
+      compile_cache: keep compiled programs in the persistent compilation cache
+        (``$JAXBATCH_CACHE/xla``, default ``~/.cache/jaxbatch/xla``).
     """
 
     experiment: str = "sweep"
@@ -106,9 +112,12 @@ class SweepConfig:
     epochs: int = 10
     eval_every: int = 50
     eval_batch_size: int = 500
-    strategy: str = "vmap"
+    strategy: str = "auto"
     steps_per_call: int = 1
     unroll: bool = False
+    devices: int = 1
+    precision: str = "float32"
+    compile_cache: bool = True
 
     def __post_init__(self):
         self.validate()
@@ -171,6 +180,15 @@ class SweepConfig:
                 f"choose one of {optim.WEIGHT_DECAY_MODES}"
             )
         engine.parse_strategy(self.strategy)
+        if self.precision not in engine.PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {engine.PRECISIONS}, got {self.precision!r}"
+            )
+        if not 0 <= self.devices <= jax.device_count():
+            raise ValueError(
+                f"devices must be between 0 (all) and {jax.device_count()}, "
+                f"got {self.devices}"
+            )
         self.controls()  # the rules check their own values
 
     def model_list(self) -> tuple[str, ...]:
@@ -246,6 +264,21 @@ class SweepConfig:
         return [dict(member=i, **dict(zip(keys, v))) for i, v in enumerate(grid)]
 
 
+def enable_compilation_cache(path: str | None = None) -> str:
+    """Turn on JAX's persistent compilation cache (unless the user set one).
+
+    A second run of the same sweep then loads its programs instead of
+    compiling them again. Returns the cache directory in use.
+    """
+    current = jax.config.jax_compilation_cache_dir
+    if current:
+        return current
+    path = path or os.path.join(engine.cache_dir(), "xla")
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
+
+
 def default_out(experiment: str) -> str:
     return os.path.join("runs", experiment, time.strftime("%Y%m%d-%H%M%S"))
 
@@ -314,6 +347,8 @@ def plan_groups(config: SweepConfig, ds: data.Dataset) -> list[GroupRun]:
             strategy=config.strategy,
             steps_per_call=config.steps_per_call,
             unroll=config.unroll,
+            devices=config.devices,
+            compute_dtype=config.precision,
         )
         spe = spec.steps_per_epoch
         total = spe * config.epochs
@@ -337,13 +372,15 @@ def plan_groups(config: SweepConfig, ds: data.Dataset) -> list[GroupRun]:
     return groups
 
 
-def _pad_members(hp: dict, multiple: int) -> tuple[dict, int]:
-    """Pad the member axis to a multiple by repeating the last member."""
-    n = len(hp["lr"])
-    pad = -n % multiple
-    if pad:
-        hp = {k: np.concatenate([v, np.repeat(v[-1:], pad)]) for k, v in hp.items()}
-    return hp, n
+def _fetch(tree):
+    """Device arrays to numpy; gathers member-sharded arrays across hosts."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return jax.tree.map(
+            lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)), tree
+        )
+    return jax.device_get(tree)
 
 
 def _new_history(n: int, total: int, n_evals: int) -> dict[str, np.ndarray]:
@@ -358,6 +395,34 @@ def _new_history(n: int, total: int, n_evals: int) -> dict[str, np.ndarray]:
     }
 
 
+def resolve_strategy(
+    group: GroupRun, train: Mapping, out: str, *, resume: bool
+) -> engine.TrainSpec:
+    """The group's spec with ``"auto"`` replaced by a measured choice.
+
+    The choice and its timings go into ``config.json``; a resumed run takes the
+    recorded choice, so it continues with the very same program.
+    """
+    spec = group.spec
+    if spec.strategy != "auto":
+        return spec
+    path = os.path.join(out, "config.json")
+    meta = results.read_json(path)
+    entry = meta["groups"][group.index]
+    if not (resume and entry.get("strategy")):
+        chosen, timings = engine.auto_strategy(spec, group.hp, train)
+        entry.update(strategy=chosen, strategy_timings_ms=timings)
+        if jax.process_index() == 0:
+            results.write_json(path, meta)
+    return dataclasses.replace(spec, strategy=entry["strategy"])
+
+
+def _first_call_s(fn, *args) -> float:
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - t0
+
+
 def run_group(
     group: GroupRun,
     ds: data.Dataset,
@@ -368,19 +433,19 @@ def run_group(
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
     """Train one group to the end (or continue it), checkpointing every epoch."""
-    spec = group.spec
-    fns = engine.group_fns(spec)
-    hp_np, n_real = _pad_members(
-        {k: np.asarray(v) for k, v in group.hp.items()},
-        engine.member_multiple(spec.strategy),
-    )
-    hp = {k: jax.numpy.asarray(v) for k, v in hp_np.items()}
     train = engine.device_train_data(ds.x_train, ds.y_train, ds.mean, ds.std)
+    spec = resolve_strategy(group, train, out, resume=resume)
+    train = engine.replicate(train, spec)
+    fns = engine.group_fns(spec)
+    hp, n_real = engine.pad_members(group.hp, engine.member_multiple(spec))
     val = engine.device_eval_data(
         ds.x_val, ds.y_val, ds.mean, ds.std, min(spec.eval_batch_size, len(ds.x_val))
     )
-    n = len(hp_np["lr"])
-    state = fns.init(hp)
+    val = engine.replicate(val, spec)
+    n = len(hp["lr"])
+    t0 = time.perf_counter()
+    state = jax.block_until_ready(fns.init(hp))
+    compile_s = time.perf_counter() - t0
     history = _new_history(n, group.total_steps, len(group.eval_steps))
     ckpt_dir = checkpoint.group_dir(out, group.index)
     epochs_done = 0
@@ -390,6 +455,19 @@ def run_group(
             ckpt_dir, epochs_done, {"state": state, "history": history}
         )
         state, history = restored["state"], restored["history"]
+    if epochs_done < config.epochs:
+        # Compile before the clock starts, so run time and compile time are
+        # reported apart: every compiled function's first call, on a throwaway
+        # copy of the state (the train step donates its input).
+        copy = lambda: jax.tree.map(jax.numpy.copy, state)  # noqa: E731
+        compile_s += _first_call_s(fns.start_epoch, copy(), hp)
+        compile_s += _first_call_s(fns.train_one, copy(), hp, train)
+        if spec.steps_per_call > 1:
+            compile_s += _first_call_s(fns.train, copy(), hp, train)
+        compile_s += _first_call_s(engine.eval_members, fns, spec, state, val)
+        if spec.plateau or spec.early_stopping:
+            zeros = jax.numpy.zeros(n, jax.numpy.float32)
+            compile_s += _first_call_s(fns.control, copy(), zeros)
 
     spe = spec.steps_per_epoch
     eval_index = {int(s): i for i, s in enumerate(group.eval_steps)}
@@ -408,7 +486,7 @@ def run_group(
         stops = sorted({s for s in eval_index if step < s <= step + spe} | {step + spe})
         for stop in stops:
             state, metrics = engine.run_steps(fns, spec, state, hp, train, stop - step)
-            metrics = jax.device_get(metrics)
+            metrics = _fetch(metrics)
             for key in ("train_loss", "train_acc", "lr"):
                 history[key][:, step:stop] = metrics[key.removeprefix("train_")]
             bar.update(stop - step)
@@ -417,23 +495,23 @@ def run_group(
                 ev = engine.eval_members(fns, spec, state, val)
                 # Curves end where a member diverged or stopped (the evaluation
                 # that stopped it is kept).
-                gone = np.asarray(jax.device_get(state.diverged | state.stopped))
+                gone = _fetch(state.diverged | state.stopped)
                 e = eval_index[stop]
                 history["val_loss"][:, e] = np.where(gone, np.nan, ev["val_loss"])
                 history["val_acc"][:, e] = np.where(gone, np.nan, ev["val_acc"])
                 if spec.plateau or spec.early_stopping:
                     metric = jax.numpy.asarray(ev[spec.control_metric])
                     state = fns.control(state, metric)
-                best = np.nanmax(history["val_acc"][:n_real]) if e >= 0 else np.nan
+                best = np.nanmax(history["val_acc"][:n_real])
                 bar.set_postfix(
                     epoch=f"{epoch + 1}/{config.epochs}", best_val_acc=f"{best:.4f}"
                 )
         history["wall_s"] = np.asarray(time.perf_counter() - t_start)
         checkpoint.save(ckpt_dir, epoch + 1, {"state": state, "history": history})
     bar.close()
-    history["diverged"] = np.asarray(jax.device_get(state.diverged))
-    history["stopped"] = np.asarray(jax.device_get(state.stopped))
-    history["lr_scale"] = np.asarray(jax.device_get(state.lr_scale))
+    final = _fetch({"diverged": state.diverged, "stopped": state.stopped,
+                    "lr_scale": state.lr_scale})  # fmt: skip
+    history.update(final, compile_s=np.asarray(compile_s), strategy=spec.strategy)
     return {k: (v[:n_real] if np.ndim(v) else v) for k, v in history.items()}
 
 
@@ -481,6 +559,8 @@ def summarize(group: GroupRun, history: Mapping, config: SweepConfig) -> list[di
                 "lr_scale": float(history["lr_scale"][i]),
                 "steps": int(trained[-1]) + 1 if len(trained) else 0,
                 "wall_s": float(history["wall_s"]),
+                "compile_s": float(history["compile_s"]),
+                "strategy": history["strategy"],
             }
         )  # fmt: skip
     return rows
@@ -538,6 +618,8 @@ def run(
             f"{out} already holds a run; pass --resume to continue it or choose "
             "another --out"
         )
+    if config.compile_cache:
+        enable_compilation_cache()
     ds = dataset or data.load(
         config.dataset,
         data_dir=config.data_dir,
@@ -566,7 +648,8 @@ def run(
             for g in groups
         ],
     }  # fmt: skip
-    if not resume:
+    writer = jax.process_index() == 0  # one host writes; all of them train
+    if not resume and writer:
         results.write_json(config_path, meta)
 
     member_rows, histories = [], []
@@ -574,9 +657,12 @@ def run(
         history = run_group(group, ds, config, out, resume=resume, progress=progress)
         member_rows += summarize(group, history, config)
         histories.append((group, history))
-        results.write_csv(
-            os.path.join(out, "members.csv"), results.MEMBER_COLUMNS, member_rows
-        )
+        if writer:
+            results.write_csv(
+                os.path.join(out, "members.csv"), results.MEMBER_COLUMNS, member_rows
+            )
+    if not writer:
+        return out
     results.write_csv(
         os.path.join(out, "history.csv"),
         results.HISTORY_COLUMNS,

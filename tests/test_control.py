@@ -20,7 +20,7 @@ def _cfg(**kw):
     base = dict(
         experiment="test", model="mlp", model_kwargs=(("hidden", (16,)),),
         batch_sizes=(32,), lrs=(0.02, 0.5), epochs=6, eval_every=4,
-        schedule="constant",
+        schedule="constant", strategy="vmap",
     )  # fmt: skip
     return sweep.SweepConfig(**{**base, **kw})
 

@@ -36,6 +36,7 @@ def _config(**kw) -> sweep.SweepConfig:
         lrs=(0.01, 0.02),
         epochs=1,
         eval_every=8,
+        strategy="vmap",
     )
     return sweep.SweepConfig(**{**base, **kw})
 
@@ -63,7 +64,7 @@ def test_member_equals_solo_run(fmnist, tmp_path):
     assert _row(both, lr=0.01)["final_val_loss"] != a["final_val_loss"]
 
 
-@pytest.mark.parametrize("strategy", ["map", "chunk:2"])
+@pytest.mark.parametrize("strategy", ["map", "unroll", "chunk:2"])
 def test_strategies_equal_vmap(fmnist, tmp_path, strategy):
     cfg = _config(model="mlp", model_kwargs=(("hidden", (32,)),), lrs=(0.01, 0.05, 0.1))
     ref = _run(cfg, fmnist, tmp_path / "vmap")
