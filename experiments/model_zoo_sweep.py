@@ -44,7 +44,6 @@ PRESETS = {
         val_size=1000,
         epochs=6,
         eval_every=25,
-        strategy="unroll",
     ),
     # The seed's schedule: 100 epochs, 9000/1000, evaluation every 10 steps.
     "paper": dict(

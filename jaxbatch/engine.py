@@ -747,6 +747,8 @@ def auto_strategy(
     size, member count, ...); a cached decision comes back with its timings.
     """
     members = len(hp["lr"])
+    if members <= spec.n_devices:
+        return "vmap", {}  # one member per device: every strategy is the same program
     candidates = tuple(candidates or default_candidates(spec, members))
     key = _auto_key(spec, members)
     path = os.path.join(cache_dir(), "auto_strategy.json")
