@@ -628,8 +628,19 @@ def eval_members(fns: GroupFns, spec: TrainSpec, state, val: Mapping) -> dict:
         total_loss = total_loss + loss_sum
         total_correct = total_correct + correct
     n = val["n"]
-    loss, acc = jax.device_get((total_loss / n, total_correct / n))
+    loss, acc = fetch((total_loss / n, total_correct / n))
     return {"val_loss": np.asarray(loss), "val_acc": np.asarray(acc)}
+
+
+def fetch(tree):
+    """Device arrays as numpy; member-sharded arrays are gathered across hosts."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return jax.tree.map(
+            lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)), tree
+        )
+    return jax.device_get(tree)
 
 
 def device_train_data(x, y, mean, std) -> dict:

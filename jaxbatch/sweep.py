@@ -372,15 +372,12 @@ def plan_groups(config: SweepConfig, ds: data.Dataset) -> list[GroupRun]:
     return groups
 
 
-def _fetch(tree):
-    """Device arrays to numpy; gathers member-sharded arrays across hosts."""
+def _sync_hosts(name: str) -> None:
+    """A barrier across hosts (nothing on a single host)."""
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
-        return jax.tree.map(
-            lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)), tree
-        )
-    return jax.device_get(tree)
+        multihost_utils.sync_global_devices(name)
 
 
 def _new_history(n: int, total: int, n_evals: int) -> dict[str, np.ndarray]:
@@ -486,7 +483,7 @@ def run_group(
         stops = sorted({s for s in eval_index if step < s <= step + spe} | {step + spe})
         for stop in stops:
             state, metrics = engine.run_steps(fns, spec, state, hp, train, stop - step)
-            metrics = _fetch(metrics)
+            metrics = engine.fetch(metrics)
             for key in ("train_loss", "train_acc", "lr"):
                 history[key][:, step:stop] = metrics[key.removeprefix("train_")]
             bar.update(stop - step)
@@ -495,7 +492,7 @@ def run_group(
                 ev = engine.eval_members(fns, spec, state, val)
                 # Curves end where a member diverged or stopped (the evaluation
                 # that stopped it is kept).
-                gone = _fetch(state.diverged | state.stopped)
+                gone = engine.fetch(state.diverged | state.stopped)
                 e = eval_index[stop]
                 history["val_loss"][:, e] = np.where(gone, np.nan, ev["val_loss"])
                 history["val_acc"][:, e] = np.where(gone, np.nan, ev["val_acc"])
@@ -509,7 +506,7 @@ def run_group(
         history["wall_s"] = np.asarray(time.perf_counter() - t_start)
         checkpoint.save(ckpt_dir, epoch + 1, {"state": state, "history": history})
     bar.close()
-    final = _fetch({"diverged": state.diverged, "stopped": state.stopped,
+    final = engine.fetch({"diverged": state.diverged, "stopped": state.stopped,
                     "lr_scale": state.lr_scale})  # fmt: skip
     history.update(final, compile_s=np.asarray(compile_s), strategy=spec.strategy)
     return {k: (v[:n_real] if np.ndim(v) else v) for k, v in history.items()}
@@ -649,8 +646,10 @@ def run(
         ],
     }  # fmt: skip
     writer = jax.process_index() == 0  # one host writes; all of them train
+    _sync_hosts("jaxbatch: every host checked the output directory")
     if not resume and writer:
         results.write_json(config_path, meta)
+    _sync_hosts("jaxbatch: config.json written")
 
     member_rows, histories = [], []
     for group in groups:

@@ -115,3 +115,49 @@ def test_bfloat16_tracks_float32(tmp_path):
         a = f32["train_loss"][rows].reshape(-1, spe).mean(1)
         b = bf16["train_loss"][rows].reshape(-1, spe).mean(1)
         np.testing.assert_allclose(b, a, rtol=0.05)
+
+
+MULTIHOST = """
+import sys
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+pid, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+if pid >= 0:
+    jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid)
+from jaxbatch import data, sweep
+ds = data.load("synthetic", train_size=256, val_size=64, seed=0)
+cfg = sweep.SweepConfig(
+    experiment="t", model="mlp", model_kwargs=(("hidden", (16,)),),
+    batch_sizes=(32,), lrs=(0.01, 0.02, 0.05), epochs=2, eval_every=4,
+    strategy="vmap", devices=0, compile_cache=False)
+sweep.run(cfg, out, progress=False, plots=False, dataset=ds)
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_hosts_equal_one(tmp_path):
+    """Two processes joined by jax.distributed (one CPU device each) run one
+    sweep over a global mesh; host 0 writes the results, equal to one host's."""
+    port = str(_free_port())
+    multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", MULTIHOST, str(pid), port, multi],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for pid in (0, 1)
+    ]  # fmt: skip
+    logs = [p.communicate(timeout=240)[0].decode()[-2000:] for p in procs]
+    assert all(p.returncode == 0 for p in procs), logs
+    subprocess.run([sys.executable, "-c", MULTIHOST, "-1", port, single], cwd=ROOT,
+                   check=True, capture_output=True)  # fmt: skip
+    a = results.read_csv(os.path.join(multi, "members.csv"))
+    b = results.read_csv(os.path.join(single, "members.csv"))
+    assert list(a["member"]) == [0, 1, 2]  # 3 members padded to 4 over 2 hosts
+    np.testing.assert_allclose(a["final_val_loss"], b["final_val_loss"], atol=1e-5)
+    np.testing.assert_allclose(a["best_val_acc"], b["best_val_acc"], atol=1e-6)
