@@ -1,6 +1,6 @@
 """AlexNet, SqueezeNet 1.1, MobileNetV1 and MobileNetV2 side by side.
 
-The seed's model comparison: each net trained at batch 64 and LR 0.01 (SGD,
+The reference experiment's model comparison: each net trained at batch 64 and LR 0.01 (SGD,
 momentum 0.9, LR x0.1 at half of training) on the same split, to see which
 fits and which overfits (on GHIM-20 SqueezeNet overfit at ~87% validation
 accuracy; the MobileNets overfit on one split and fit well on another: compare
@@ -11,7 +11,7 @@ Run (2-core CPU, built-in Fashion-MNIST, about 5 minutes)::
 
     python -m experiments.model_zoo_sweep --preset quick
 
-The seed's setup on GHIM-20 (one folder per class, 224 px, full-size nets)::
+The reference setup on GHIM-20 (one folder per class, 224 px, full-size nets)::
 
     python -m experiments.model_zoo_sweep --preset paper --dataset imagefolder \\
         --data-dir /path/to/GHIM-20 --image-size 224 \\
@@ -45,7 +45,7 @@ PRESETS = {
         epochs=6,
         eval_every=25,
     ),
-    # The seed's schedule: 100 epochs, 9000/1000, evaluation every 10 steps.
+    # The reference schedule: 100 epochs, 9000/1000, evaluation every 10 steps.
     "paper": dict(
         models=MODELS,
         model_kwargs=(("small_input", True),),
