@@ -1,7 +1,7 @@
 """AlexNet, SqueezeNet 1.1, MobileNetV1 and MobileNetV2 side by side.
 
-The reference experiment's model comparison: each net trained at batch 64 and LR 0.01 (SGD,
-momentum 0.9, LR x0.1 at half of training) on the same split, to see which
+The reference experiment's model comparison: each net trained at batch 64
+and LR 0.01 (SGD, momentum 0.9, LR x0.1 at half of training) on one split, to see which
 fits and which overfits (on GHIM-20 SqueezeNet overfit at ~87% validation
 accuracy; the MobileNets overfit on one split and fit well on another: compare
 ``--seed 0`` with ``--seed 1``, which draws another split). Each model is one
