@@ -13,7 +13,7 @@ import shlex
 import sys
 from collections.abc import Mapping, Sequence
 
-from jaxbatch import sweep
+from jaxbatch import models, sweep
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -54,7 +54,7 @@ _FLAGS: dict[str, tuple[str, object, str]] = {
                   "imagefolder (with --data-dir), synthetic, or a tfds name (cifar10)"),
     "--data-dir": ("data_dir", str, "directory of the dataset's files (IDX files, or "
                    "one sub-folder per class for imagefolder)"),
-    "--model": ("model", str, "model name (see jaxbatch.models.available_models())"),
+    "--model": ("model", str, "model: " + ", ".join(models.available_models())),
     "--models": ("models", _names, "comma-separated models compared in one sweep, "
                  "one group each (overrides --model)"),
     "--batch-sizes": ("batch_sizes", _ints, "comma-separated batch sizes; each is one "
@@ -98,9 +98,10 @@ _FLAGS: dict[str, tuple[str, object, str]] = {
 
 
 def build_parser(
-    description: str, presets: Mapping[str, Mapping]
+    description: str, presets: Mapping[str, Mapping], experiment: str = ""
 ) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        prog=f"python -m experiments.{experiment}" if experiment else None,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -188,7 +189,7 @@ def main(
     argv: Sequence[str] | None = None,
 ) -> str:
     """Parse flags, run the sweep, print a summary; returns the results directory."""
-    parser = build_parser(description, presets)
+    parser = build_parser(description, presets, experiment)
     args = parser.parse_args(argv)
     if args.distributed:
         import jax
