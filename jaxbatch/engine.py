@@ -155,15 +155,7 @@ class TrainSpec:
             raise ValueError(
                 f"steps_per_call must be positive, got {self.steps_per_call=}"
             )
-        if self.compute_dtype not in PRECISIONS:
-            raise ValueError(
-                f"compute_dtype must be one of {PRECISIONS}, got {self.compute_dtype=}"
-            )
-        available = len(jax.devices())
-        if not 0 <= self.devices <= available:
-            raise ValueError(
-                f"devices must be between 0 (all) and {available}, got {self.devices=}"
-            )
+        check_placement(self.devices, self.compute_dtype)
         if self.eval_batch_size <= 0:
             raise ValueError(
                 f"eval_batch_size must be positive, got {self.eval_batch_size=}"
@@ -204,6 +196,18 @@ class MemberState:
     plateau: Any  # schedules.PlateauState, or () without a plateau rule
     early: Any  # schedules.EarlyStoppingState, or () without early stopping
     best_params: Any  # params at the best early-stopping metric, or {}
+
+
+def check_placement(devices: int, precision: str) -> None:
+    """Raise ValueError for a device count or precision this machine can't take."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    available = len(jax.devices())
+    if not 0 <= devices <= available:
+        raise ValueError(
+            f"devices must be between 0 (all) and {available} on this machine, "
+            f"got {devices}"
+        )
 
 
 def parse_strategy(strategy: str) -> tuple[str, int]:

@@ -180,15 +180,7 @@ class SweepConfig:
                 f"choose one of {optim.WEIGHT_DECAY_MODES}"
             )
         engine.parse_strategy(self.strategy)
-        if self.precision not in engine.PRECISIONS:
-            raise ValueError(
-                f"precision must be one of {engine.PRECISIONS}, got {self.precision!r}"
-            )
-        if not 0 <= self.devices <= jax.device_count():
-            raise ValueError(
-                f"devices must be between 0 (all) and {jax.device_count()}, "
-                f"got {self.devices}"
-            )
+        engine.check_placement(self.devices, self.precision)
         self.controls()  # the rules check their own values
 
     def model_list(self) -> tuple[str, ...]:
