@@ -126,3 +126,27 @@ def test_torch_reference_step_lowers_the_loss():
     )
     assert losses.shape == (40,)
     assert losses[-5:].mean() < 0.5 * losses[:5].mean()
+
+
+def test_ratios_compare_within_one_model_batch_and_member_count():
+    def rec(members, strategy, per_s):
+        return dict(
+            model="mlp",
+            model_kwargs={},
+            batch_size=32,
+            members=members,
+            strategy=strategy,
+            examples_per_s=per_s,
+        )
+
+    records = [rec(4, "vmap", 300.0), rec(4, "sequential", 100.0), rec(4, "torch", 150)]
+    records += [rec(16, "vmap", 50.0)]  # no baseline at 16 members
+    bench.add_ratios(records)
+    assert [r["speedup_vs_sequential"] for r in records] == [3.0, 1.0, 1.5, None]
+    assert [r["speedup_vs_torch"] for r in records] == [2.0, 0.667, 1.0, None]
+
+
+def test_chunks_that_do_not_divide_the_members_are_skipped():
+    assert "do not split" in bench._skip_reason("chunk:4", 6, torch)
+    assert bench._skip_reason("chunk:2", 4, torch) is None
+    assert bench._skip_reason("vmap", 3, torch) is None
