@@ -276,3 +276,31 @@ def test_ceil_mode_max_pool_sizes_and_values():
     # value, never a padding value.
     np.testing.assert_array_equal(pooled[:, -1, -1, 0], x[:, 5, 5, 0])
     np.testing.assert_array_equal(pooled[:, 0, 0, 0], x[:, 2, 2, 0])
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (28, 28)])
+def test_pairwise_2x2_pool_equals_reduce_window(size, ceil_mode):
+    from flax import linen as nn
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, *size, 3))  # no ties
+
+    def reference(x):
+        pads = [
+            (
+                0,
+                max(
+                    0, (layers.pool_output_size(n, 2, 2, 0, ceil_mode) - 1) * 2 + 2 - n
+                ),
+            )
+            for n in size
+        ]
+        return nn.max_pool(x, (2, 2), (2, 2), padding=tuple(pads))
+
+    def pool(x):
+        return layers.max_pool(x, 2, 2, ceil_mode=ceil_mode)
+
+    np.testing.assert_array_equal(pool(x), reference(x))
+    g = jax.grad(lambda x: jnp.sum(jnp.sin(pool(x))))(x)
+    g_ref = jax.grad(lambda x: jnp.sum(jnp.sin(reference(x))))(x)
+    np.testing.assert_array_equal(g, g_ref)

@@ -131,13 +131,31 @@ def max_pool(
 
     Ceil mode pads the bottom/right with -inf (Flax's max-pool pads with its
     init value), so the extra window sees only real values plus -inf.
+
+    A 2x2 pool of stride 2 is computed as two pairwise maxima of a reshaped
+    array: the same values, but its gradient is an elementwise select instead
+    of XLA's `select_and_scatter`, which took 35% of a small CNN's training
+    step on XLA:CPU (55 -> 35 ms per step measured). Gradients are equal except
+    at exact ties, where a pairwise maximum splits the gradient between the two.
     """
+    if kernel == stride == 2 and padding == 0:
+        return _pairwise_max_pool_2x2(x, ceil_mode)
     pads = []
     for n in x.shape[1:3]:
         out = pool_output_size(n, kernel, stride, padding, ceil_mode)
         right = max(padding, (out - 1) * stride + kernel - n - padding)
         pads.append((padding, right))
     return nn.max_pool(x, (kernel, kernel), (stride, stride), padding=tuple(pads))
+
+
+def _pairwise_max_pool_2x2(x: jax.Array, ceil_mode: bool) -> jax.Array:
+    b, h, w, c = x.shape
+    oh, ow = (pool_output_size(n, 2, 2, 0, ceil_mode) for n in (h, w))
+    x = x[:, : 2 * oh, : 2 * ow]
+    pad = ((0, 0), (0, 2 * oh - x.shape[1]), (0, 2 * ow - x.shape[2]), (0, 0))
+    x = jnp.pad(x, pad, constant_values=-jnp.inf).reshape(b, oh, 2, ow, 2, c)
+    x = jnp.maximum(x[:, :, 0], x[:, :, 1])
+    return jnp.maximum(x[:, :, :, 0], x[:, :, :, 1])
 
 
 def _adaptive_mean(x: jax.Array, axis: int, out: int) -> jax.Array:
