@@ -172,7 +172,8 @@ def model_comparison(out: str, smooth: int = 20) -> Figure:
     )
     axes[2].bar(x + width / 2, members["gap_acc"], width, label="train acc - val acc")
     axes[2].axhline(0, color="k", lw=0.8)
-    axes[2].set(xticks=x, xticklabels=labels, title="overfitting gap (final epoch)")
+    axes[2].set(xticks=x, title="overfitting gap (final epoch)")
+    axes[2].set_xticklabels(labels, rotation=25, ha="right")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
