@@ -7,7 +7,7 @@ training loss per batch against validation loss, validation accuracy, and the
 overfitting gap for each (batch size, LR). Both LRs of one batch size train at
 once in one compiled, vmapped program; each batch size is one group.
 
-Run (2-core CPU, built-in Fashion-MNIST, about 4 minutes)::
+Run (2-core CPU, built-in Fashion-MNIST, about 2 minutes)::
 
     python -m experiments.alexnet_bs_sweep --preset quick
 
