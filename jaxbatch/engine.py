@@ -50,7 +50,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxbatch import models, optim, schedules
+from jaxbatch import models, optim, results, schedules
 from jaxbatch.data import normalize
 
 STRATEGIES = ("vmap", "map", "unroll", "chunk:N", "auto")
@@ -812,10 +812,7 @@ def auto_strategy(
     if cache:
         known[key] = {"strategy": best, "timings_ms": timings}
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(known, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        results.write_json(path, known)
     return best, timings
 
 

@@ -38,7 +38,9 @@ def _fmt(value) -> str:
 
 
 def write_json(path: str, obj: Mapping) -> None:
-    tmp = path + ".tmp"
+    """Write atomically: a reader (or a killed run) never sees half a file, and
+    processes writing the same file at once never share a temporary file."""
+    tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True, default=str)
         f.write("\n")
