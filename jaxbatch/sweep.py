@@ -223,23 +223,21 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> SweepConfig:
-        d = dict(d)
-        d["model_kwargs"] = tuple(sorted(dict(d.get("model_kwargs") or {}).items()))
-        d["lr_multipliers"] = tuple(tuple(p) for p in d.get("lr_multipliers") or ())
+        """The config of ``to_dict()`` (e.g. read back from ``config.json``).
+
+        JSON turns tuples into lists; they become tuples again, nested ones
+        too, so the config and the specs built from it stay hashable.
+        """
+
+        def options(kw) -> tuple:
+            return tuple(sorted((k, _tuples(v)) for k, v in dict(kw or {}).items()))
+
+        d = {k: _tuples(v) for k, v in d.items()}
+        d["model_kwargs"] = options(d.get("model_kwargs"))
         d["model_options"] = tuple(
-            (name, tuple(sorted(dict(kw).items())))
+            (name, options(kw))
             for name, kw in dict(d.get("model_options") or {}).items()
         )
-        for key in (
-            "models",
-            "batch_sizes",
-            "lrs",
-            "weight_decays",
-            "momentums",
-            "seeds",
-        ):
-            if key in d:
-                d[key] = tuple(d[key])
         return cls(**d)
 
     def members(self) -> list[dict]:
@@ -254,6 +252,15 @@ class SweepConfig:
         )
         keys = ("model", "batch_size", "lr", "weight_decay", "momentum", "seed")
         return [dict(member=i, **dict(zip(keys, v))) for i, v in enumerate(grid)]
+
+
+def _tuples(value):
+    """Lists (from JSON) as tuples, recursively; other values as they are."""
+    if isinstance(value, list | tuple):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
 
 
 def enable_compilation_cache(path: str | None = None) -> str:
@@ -412,25 +419,36 @@ def _first_call_s(fn, *args) -> float:
     return time.perf_counter() - t0
 
 
+def device_data(ds: data.Dataset, spec: engine.TrainSpec) -> tuple[dict, dict]:
+    """The training and evaluation sets on the device(s), shared by all groups.
+
+    Every group of a sweep trains on the same data with the same device count
+    and evaluation batch size, so the (possibly GB-sized) transfer happens once.
+    """
+    train = engine.device_train_data(ds.x_train, ds.y_train, ds.mean, ds.std)
+    val = engine.device_eval_data(
+        ds.x_val, ds.y_val, ds.mean, ds.std, min(spec.eval_batch_size, len(ds.x_val))
+    )
+    return engine.replicate(train, spec), engine.replicate(val, spec)
+
+
 def run_group(
     group: GroupRun,
-    ds: data.Dataset,
+    train: Mapping,
+    val: Mapping,
     config: SweepConfig,
     out: str,
     *,
     resume: bool,
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Train one group to the end (or continue it), checkpointing every epoch."""
-    train = engine.device_train_data(ds.x_train, ds.y_train, ds.mean, ds.std)
+    """Train one group to the end (or continue it), checkpointing every epoch.
+
+    ``train`` and ``val`` come from :func:`device_data`.
+    """
     spec = resolve_strategy(group, train, out, resume=resume)
-    train = engine.replicate(train, spec)
     fns = engine.group_fns(spec)
     hp, n_real = engine.pad_members(group.hp, engine.member_multiple(spec))
-    val = engine.device_eval_data(
-        ds.x_val, ds.y_val, ds.mean, ds.std, min(spec.eval_batch_size, len(ds.x_val))
-    )
-    val = engine.replicate(val, spec)
     n = len(hp["lr"])
     t0 = time.perf_counter()
     state = jax.block_until_ready(fns.init(hp))
@@ -643,9 +661,12 @@ def run(
         results.write_json(config_path, meta)
     _sync_hosts("jaxbatch: config.json written")
 
+    train, val = device_data(ds, groups[0].spec)
     member_rows, histories = [], []
     for group in groups:
-        history = run_group(group, ds, config, out, resume=resume, progress=progress)
+        history = run_group(
+            group, train, val, config, out, resume=resume, progress=progress
+        )
         member_rows += summarize(group, history, config)
         histories.append((group, history))
         if writer:

@@ -188,3 +188,15 @@ def test_resume_with_other_config_is_refused(fmnist, tmp_path):
                   dataset=fmnist)  # fmt: skip
     with pytest.raises(ValueError, match="already holds a run"):
         sweep.run(cfg, str(out), dataset=fmnist)
+
+
+def test_config_round_trips_through_config_json(tmp_path):
+    cfg = _config(
+        models=("mlp", "simple_cnn"),
+        model_options=(("mlp", (("hidden", (16, 8)),)),),
+        lr_multipliers=(("bias", 2.0),),
+        plateau_factor=0.5,
+    )
+    path = str(tmp_path / "c.json")
+    results.write_json(path, {"config": cfg.to_dict()})
+    assert sweep.SweepConfig.from_dict(results.read_json(path)["config"]) == cfg
