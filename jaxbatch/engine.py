@@ -422,8 +422,13 @@ def _cast(tree, dtype):
 
 
 def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+    """Whether every element of ``tree`` is finite: its largest magnitude is.
+
+    One max-reduction per leaf (XLA's max propagates NaN, and a max of finite
+    values cannot overflow), cheaper than an ``isfinite`` mask per leaf.
+    """
+    peaks = [jnp.max(jnp.abs(x)) for x in jax.tree.leaves(tree)]
+    return jnp.isfinite(jnp.max(jnp.stack(peaks))) if peaks else jnp.array(True)
 
 
 def _tree_where(pred, on_true, on_false):
@@ -472,17 +477,31 @@ def train_step(spec: TrainSpec, state: MemberState, hp: Mapping, data: Mapping):
         state.params
     )
     lr = learning_rate(spec, hp, state.step, state.lr_scale)
-    updates, opt_state = make_tx(spec, hp, lr).update(
+
+    # A member whose loss or gradient is not finite diverges here; a diverged or
+    # stopped member is frozen: its step gets zero gradient and LR 0, so its
+    # parameters stay exactly as they are. (Zeroing fuses into the optimizer's
+    # update; selecting between old and new states would be a pass over every
+    # parameter and optimizer leaf, a third of a small model's step.) A frozen
+    # member's optimizer state still decays (momentum x mu, Adam's count), which
+    # no reported number reads.
+    finite = jnp.isfinite(loss) & _all_finite(grads)
+    diverged = state.diverged | (~finite & ~state.stopped)
+    frozen = diverged | state.stopped
+    grads = jax.tree.map(lambda g: jnp.where(frozen, jnp.zeros_like(g), g), grads)
+    updates, opt_state = make_tx(spec, hp, jnp.where(frozen, 0.0, lr)).update(
         grads, state.opt_state, state.params
     )
     params = optax.apply_updates(state.params, updates)
-
-    finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
-    diverged = state.diverged | (~finite & ~state.stopped)
-    frozen = diverged | state.stopped
-    moved = state.replace(params=params, batch_stats=new_bs, opt_state=opt_state)
-    kept = _tree_where(frozen, state, moved)
-    new_state = kept.replace(step=state.step + 1, pos=state.pos + 1, diverged=diverged)
+    new_bs = _tree_where(frozen, state.batch_stats, new_bs)
+    new_state = state.replace(
+        params=params,
+        batch_stats=new_bs,
+        opt_state=opt_state,
+        step=state.step + 1,
+        pos=state.pos + 1,
+        diverged=diverged,
+    )
     acc = jnp.mean(jnp.argmax(logits, -1) == y)
     # A frozen member's numbers are NaN, so its curves end where it stopped.
     metrics = {

@@ -20,12 +20,16 @@ def ds():
     return data.load("synthetic", train_size=192, val_size=64, seed=0)
 
 
-def test_members_keep_their_own_batch_stats(ds):
-    spec = engine.TrainSpec(
+def _spec(ds):
+    return engine.TrainSpec(
         model=MODEL, model_kwargs=KW, num_classes=ds.num_classes,
         image_shape=ds.image_shape, n_train=ds.n_train, batch_size=32,
         schedule="constant", eval_batch_size=64,
     )  # fmt: skip
+
+
+def test_members_keep_their_own_batch_stats(ds):
+    spec = _spec(ds)
     hp = engine.stack_hparams([dict(lr=0.05, seed=s) for s in (0, 1, 2)])
     fns = engine.group_fns(spec)
     train = engine.device_train_data(ds.x_train, ds.y_train, ds.mean, ds.std)
@@ -68,3 +72,26 @@ def test_batchnorm_member_equals_solo_run(ds, tmp_path):
     assert a["final_val_loss"][1] == b["final_val_loss"][0]
     assert a["final_train_loss"][1] == b["final_train_loss"][0]
     assert a["final_val_loss"][0] != a["final_val_loss"][1]  # LRs really differ
+
+
+def test_frozen_members_keep_parameters_and_statistics_exactly(ds):
+    """A stopped member and a diverged one do not change while the others train."""
+    spec = _spec(ds)
+    hp = engine.stack_hparams([dict(lr=lr, seed=0) for lr in (0.05, 0.05, 1e12)])
+    fns = engine.group_fns(spec)
+    train = engine.device_train_data(ds.x_train, ds.y_train, ds.mean, ds.std)
+    state = fns.start_epoch(fns.init(hp), hp)
+    state, _ = engine.run_steps(fns, spec, state, hp, train, 1)
+    state = state.replace(stopped=np.array([False, True, False]))
+    state, _ = engine.run_steps(fns, spec, state, hp, train, 2)
+    assert np.asarray(state.diverged).tolist() == [False, False, True]
+    before = jax.device_get((state.params, state.batch_stats))
+    state, metrics = engine.run_steps(fns, spec, state, hp, train, 2)
+    after = jax.device_get((state.params, state.batch_stats))
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+        np.testing.assert_array_equal(a[1:], b[1:])  # frozen: bit for bit
+    moved = [not np.array_equal(a[0], b[0]) for a, b in zip(
+        jax.tree.leaves(before), jax.tree.leaves(after))]  # fmt: skip
+    assert all(moved)  # member 0 trains on: every parameter and statistic moved
+    loss = np.asarray(metrics["loss"])
+    assert np.isfinite(loss[0]).all() and np.isnan(loss[1:]).all()
