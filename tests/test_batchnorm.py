@@ -52,13 +52,18 @@ def test_members_keep_their_own_batch_stats(ds):
         np.testing.assert_array_equal(a, b)
 
 
-def test_batchnorm_member_equals_solo_run(ds, tmp_path):
+def test_batchnorm_member_equals_solo_run(ds, tmp_path, monkeypatch):
     # Members mapped one after another run the very ops of a solo run, so a
     # member must equal its solo run to the bit (so do unrolled members; map
     # compiles the member once, which keeps this test fast). Vmapped
     # convolutions round differently, and a MobileNet at init amplifies a 1e-6
     # change of its LR to 6e-3 in its loss within three steps (measured), so
-    # vmap can only match within rounding.
+    # vmap can only match within rounding. The same holds for the CPU's fast
+    # depthwise forms (their fused sums round differently inside the loop of
+    # two members than in the loop of one that XLA removes), so this runs XLA's
+    # convolutions; tests/test_conv.py checks the fast forms against them.
+    monkeypatch.setenv("JAXBATCH_CONV", "xla")
+    engine.group_fns.cache_clear()  # nothing traced with the fast forms
     cfg = sweep.SweepConfig(
         experiment="test", model=MODEL, model_kwargs=KW, batch_sizes=(32,),
         lrs=(0.01, 0.05), epochs=1, eval_every=6, eval_batch_size=64,

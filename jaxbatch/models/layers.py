@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxbatch.models import conv as fast_conv
+
 Initializer = Callable[..., jax.Array]
 
 # PyTorch's default weight init for Conv2d/Linear: kaiming_uniform(a=sqrt(5)),
@@ -63,7 +65,11 @@ def conv(
     bias_init: Initializer | None = None,
     name: str | None = None,
 ) -> jax.Array:
-    """`torch.nn.Conv2d(C, features, kernel, stride, padding, groups=groups)`."""
+    """`torch.nn.Conv2d(C, features, kernel, stride, padding, groups=groups)`.
+
+    Computed by `jaxbatch.models.conv.conv_general_dilated` (fast weight
+    gradients and depthwise convolutions on XLA:CPU; XLA's own elsewhere).
+    """
     fan_in = (x.shape[-1] // groups) * kernel * kernel
     layer = nn.Conv(
         features,
@@ -75,6 +81,7 @@ def conv(
         kernel_init=kernel_init or torch_default_kernel_init,
         bias_init=bias_init or torch_default_bias_init(fan_in),
         name=name,
+        conv_general_dilated=fast_conv.conv_general_dilated,
     )
     return layer(x)
 
