@@ -52,6 +52,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxbatch import models, optim, results, schedules
 from jaxbatch.data import normalize
+from jaxbatch.models import conv as model_conv
 
 STRATEGIES = ("vmap", "map", "unroll", "chunk:N", "auto")
 PRECISIONS = ("float32", "bfloat16")
@@ -777,11 +778,14 @@ def time_strategy(
 
 
 def _auto_key(spec: TrainSpec, members: int) -> str:
+    # Everything the timed programs depend on: the compiler (jax version) and
+    # the convolution forms the models trace (models.conv) included.
     device = jax.devices()[0]
     return "|".join(
         str(v)
         for v in (
-            jax.default_backend(), device.device_kind, spec.model,
+            jax.default_backend(), device.device_kind, jax.__version__,
+            model_conv.impl(), spec.model,
             dict(spec.model_kwargs), spec.image_shape, spec.batch_size, members,
             spec.n_devices, spec.compute_dtype, spec.steps_per_call, spec.optimizer,
         )
@@ -801,8 +805,9 @@ def auto_strategy(
     fastest (compile time excluded).
 
     Returns ``(strategy, {candidate: ms_per_step})``. The decision is cached in
-    ``<cache_dir()>/auto_strategy.json`` per (backend, device kind, model, batch
-    size, member count, ...); a cached decision comes back with its timings.
+    ``<cache_dir()>/auto_strategy.json`` per (backend, device kind, jax version,
+    convolution forms, model, batch size, member count, ...); a cached decision
+    comes back with its timings.
     """
     members = len(hp["lr"])
     if members <= spec.n_devices:

@@ -67,8 +67,9 @@ def conv(
 ) -> jax.Array:
     """`torch.nn.Conv2d(C, features, kernel, stride, padding, groups=groups)`.
 
-    Computed by `jaxbatch.models.conv.conv_general_dilated` (fast weight
-    gradients and depthwise convolutions on XLA:CPU; XLA's own elsewhere).
+    Computed by `jaxbatch.models.conv.conv_general_dilated`: on CPU, 1x1
+    convolutions as matrix products and depthwise ones as sums of shifted
+    slices (XLA:CPU is slow at both); XLA's own convolutions otherwise.
     """
     fan_in = (x.shape[-1] // groups) * kernel * kernel
     layer = nn.Conv(
