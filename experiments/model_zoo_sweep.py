@@ -7,7 +7,7 @@ accuracy; the MobileNets overfit on one split and fit well on another: compare
 ``--seed 0`` with ``--seed 1``, which draws another split). Each model is one
 group; several ``--lrs`` or ``--seeds`` train together inside a group.
 
-Run (2-core CPU, built-in Fashion-MNIST, about 4 minutes)::
+Run (2-core CPU, built-in Fashion-MNIST, about 2 minutes)::
 
     python -m experiments.model_zoo_sweep --preset quick
 
