@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import os
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from jaxbatch import models, sweep
+from jaxbatch import config, sweep
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -48,53 +49,75 @@ def _kwarg(text: str) -> tuple[str, object]:
         return key, value  # a bare word such as relu
 
 
-# flag -> (SweepConfig field, type, help)
-_FLAGS: dict[str, tuple[str, object, str]] = {
-    "--dataset": ("dataset", str, "dataset: fashion_mnist (default, offline), "
-                  "imagefolder (with --data-dir), synthetic, or a tfds name (cifar10)"),
-    "--data-dir": ("data_dir", str, "directory of the dataset's files (IDX files, or "
-                   "one sub-folder per class for imagefolder)"),
-    "--model": ("model", str, "model: " + ", ".join(models.available_models())),
-    "--models": ("models", _names, "comma-separated models compared in one sweep, "
-                 "one group each (overrides --model)"),
-    "--batch-sizes": ("batch_sizes", _ints, "comma-separated batch sizes; each is one "
-                      "compiled group"),
-    "--lrs": ("lrs", _floats, "comma-separated peak learning rates, trained together"),
-    "--weight-decays": ("weight_decays", _floats, "comma-separated weight decays"),
-    "--momentums": ("momentums", _floats, "comma-separated momentum values"),
-    "--seeds": ("seeds", _ints, "comma-separated member seeds (init and data order)"),
-    "--optimizer": ("optimizer", str, "sgd, adam, adamw or rmsprop"),
-    "--schedule": ("schedule", str, "LR shape: step, constant, exponential, "
-                   "inverse_time or cosine"),
-    "--gamma": ("gamma", float, "step decay factor"),
-    "--decay-epochs": ("decay_epochs", float, "step decay period in epochs "
-                       "(default: half of training)"),
-    "--epochs": ("epochs", int, "training epochs"),
-    "--train-size": ("train_size", int, "training examples (a fixed, seeded subset)"),
-    "--val-size": ("val_size", int, "validation examples (a fixed, seeded subset)"),
-    "--image-size": ("image_size", int, "resize images to this many pixels a side"),
-    "--eval-every": ("eval_every", int, "evaluate the whole validation set every N "
-                     "iterations"),
-    "--eval-batch-size": ("eval_batch_size", int, "batch size of evaluation"),
-    "--weight-decay-mode": ("weight_decay_mode", str, "l2 (coupled, default), "
-                            "decoupled (SGDW/AdamW) or l1"),
-    "--warmup-epochs": ("warmup_epochs", float, "linear LR warmup over N epochs"),
-    "--plateau-factor": ("plateau_factor", float, "per member, multiply the LR by "
-                         "this when --control-metric stalls (ReduceLROnPlateau)"),
-    "--plateau-patience": ("plateau_patience", int, "evaluations without "
-                           "improvement before the LR is reduced"),
-    "--plateau-stop-scale": ("plateau_stop_scale", float, "stop a member once its "
-                             "LR scale falls to this (e.g. 0.0009765625 = 1/1024)"),
-    "--early-stop-patience": ("early_stop_patience", int, "stop a member after N "
-                              "evaluations without improvement"),
-    "--control-metric": ("control_metric", str, "val_loss (default) or val_acc, "
-                         "watched by the plateau and early-stopping rules"),
-    "--strategy": ("strategy", str, "member axis: auto (time the candidates, pick "
-                   "the fastest), vmap, map, unroll or chunk:N"),
-    "--steps-per-call": ("steps_per_call", int, "training steps per compiled call"),
-    "--devices": ("devices", int, "shard the members over N devices (0: all)"),
-    "--precision": ("precision", str, "float32 or bfloat16 (mixed precision)"),
-}  # fmt: skip
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _multipliers(text: str) -> tuple[tuple[str, float], ...]:
+    """``'Conv_0=0.1,bias=2'`` -> ``(("Conv_0", 0.1), ("bias", 2.0))``."""
+    pairs = []
+    for item in (v.strip() for v in text.split(",") if v.strip()):
+        pattern, sep, value = item.rpartition("=")
+        try:
+            pairs.append((pattern, float(value)))
+        except ValueError:
+            pattern = ""
+        if not sep or not pattern:
+            raise argparse.ArgumentTypeError(
+                f"expected REGEX=MULTIPLIER pairs like Conv_0=0.1,bias=2, got {item!r}"
+            )
+    return tuple(pairs)
+
+
+# annotation -> (parser, metavar)
+_TYPES = {
+    "tuple[int, ...]": (_ints, "N,..."),
+    "tuple[float, ...]": (_floats, "X,..."),
+    "tuple[str, ...]": (_names, "NAME,..."),
+    "int": (int, "N"),
+    "float": (_float, "X"),
+    "str": (str, "TEXT"),
+}
+_SECTION_TITLES = {
+    "data": "data",
+    "network": "model",
+    "members": "members (a grid, a random search, or a file of recipes)",
+    "recipe": "recipe defaults (a member may set its own)",
+    "optim": "optimizer",
+    "control": "per-member control rules",
+    "evaluation": "training length and evaluation",
+    "execution": "execution",
+}
+
+
+def config_flags() -> dict[str, tuple[str, str, dict]]:
+    """``--flag -> (field, section, argparse keywords)`` for every config field.
+
+    Generated from the field declarations in ``jaxbatch.config``: type, help
+    and flag name live there only.
+    """
+    flags = {}
+    for section, cls in config.SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            meta = f.metadata
+            if meta.get("parse") == "none":
+                continue
+            flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+            kw = {"help": meta["help"], "default": None}
+            kind = str(f.type).replace(" | None", "")
+            if meta.get("parse") == "kwargs":
+                kw.update(type=_kwarg, nargs="+", metavar="KEY=VALUE")
+            elif meta.get("parse") == "multipliers":
+                kw.update(type=_multipliers, metavar="REGEX=MULT,...")
+            elif kind == "bool":
+                kw.update(action=argparse.BooleanOptionalAction)
+            else:
+                kw.update(zip(("type", "metavar"), _TYPES[kind]))
+            flags[flag] = (f.name, section, kw)
+    return flags
 
 
 def build_parser(
@@ -105,44 +128,41 @@ def build_parser(
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
+    run = parser.add_argument_group("run")
+    run.add_argument(
         "--preset",
         choices=sorted(presets),
         default="quick",
         help="starting configuration; other flags override it (default: quick)",
     )
-    for flag, (_, kind, help_text) in _FLAGS.items():
-        parser.add_argument(flag, type=kind, default=None, help=help_text)
-    parser.add_argument(
-        "--model-kwargs",
-        type=_kwarg,
-        nargs="+",
-        default=None,
-        metavar="KEY=VALUE",
-        help="model options, e.g. width=0.5 small_input=True (a --model other than "
-        "the preset's drops the preset's options)",
-    )
-    parser.add_argument(
+    run.add_argument(
         "--seed", type=int, default=None,
-        help="seed of the data subset/split and of every member (same as --seeds N)",
+        help="seed of the data subset/split and of every member (same as --seeds N "
+        "--data-seed N)",
     )  # fmt: skip
-    parser.add_argument(
+    run.add_argument(
         "--out",
         default=None,
         help="results directory (default: runs/<experiment>/<time>)",
     )
-    parser.add_argument(
+    run.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --out from its last complete epoch",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--no-plots", action="store_true", help="skip the figures")
-    parser.add_argument(
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--no-plots", action="store_true", help="skip the figures")
+    run.add_argument(
         "--distributed", action="store_true",
         help="multi-host run: call jax.distributed.initialize() first (start the "
         "same command on every host; see the README)",
     )  # fmt: skip
+    groups = {
+        name: parser.add_argument_group(title)
+        for name, title in _SECTION_TITLES.items()
+    }
+    for flag, (name, section, kw) in config_flags().items():
+        groups[section].add_argument(flag, dest=name, **kw)
     return parser
 
 
@@ -150,23 +170,42 @@ def config_from_args(
     args: argparse.Namespace, experiment: str, presets: Mapping[str, Mapping]
 ) -> sweep.SweepConfig:
     """The preset's values, overridden by every flag that was given."""
-    values = dict(presets[args.preset])
-    for flag, (field, _, _) in _FLAGS.items():
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+    preset = dict(presets[args.preset])
+    values = dict(preset)
+    for name, _, _ in config_flags().values():
+        value = getattr(args, name)
         if value is not None:
-            values[field] = value
-    preset = presets[args.preset]
+            values[name] = value
     if args.model is not None and args.model != preset.get("model"):
-        values.pop("model_kwargs", None)
+        if args.model_kwargs is None:
+            values.pop("model_kwargs", None)
         values.pop("models", None)
-    if args.models is not None and args.models != preset.get("models"):
-        values.pop("model_kwargs", None)
+    models = preset.get("models", ())
+    if args.models is not None and tuple(args.models) != tuple(models):
+        if args.model_kwargs is None:
+            values.pop("model_kwargs", None)
     if args.model_kwargs is not None:
         values["model_kwargs"] = tuple(sorted(args.model_kwargs))
+    if args.members_file is not None or args.search not in (None, "grid"):
+        values.pop("recipes", None)  # the file or the search replaces them
     if args.seed is not None:
         values["seeds"] = (args.seed,)
         values["data_seed"] = args.seed
     return sweep.SweepConfig(experiment=experiment, **values)
+
+
+def summary_columns(members: Mapping) -> list[str]:
+    """The members table's columns: what varies between members, then results."""
+    varying = [
+        c
+        for c in ("model", *sweep.RECIPE_COLUMNS)
+        if c in members and len(set(map(str, members[c]))) > 1
+    ]
+    fixed = {"member", "group", "model", *sweep.RECIPE_COLUMNS, *sweep.RESULT_COLUMNS}
+    tags = [c for c in members if c not in fixed]
+    results = ["best_val_acc", "final_val_acc", "test_acc", "gap_loss", "gap_acc"]
+    return ["member", *tags, *(varying or ["batch_size", "lr"]), *results,
+            "diverged", "wall_s"]  # fmt: skip
 
 
 def format_table(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
@@ -187,8 +226,13 @@ def main(
     description: str,
     presets: Mapping[str, Mapping],
     argv: Sequence[str] | None = None,
+    figures: Mapping[str, Callable[[str], object]] | None = None,
 ) -> str:
-    """Parse flags, run the sweep, print a summary; returns the results directory."""
+    """Parse flags, run the sweep, print a summary; returns the results directory.
+
+    ``figures``: the experiment's own figures, ``{file name: fn(out) ->
+    Figure}``, saved into ``<out>/plots`` after the standard ones.
+    """
     parser = build_parser(description, presets, experiment)
     args = parser.parse_args(argv)
     if args.distributed:
@@ -222,13 +266,11 @@ def main(
         raise SystemExit(130) from None
     members = sweep.results.read_csv(os.path.join(out, "members.csv"))
     rows = [dict(zip(members, vals)) for vals in zip(*members.values())]
-    print(
-        format_table(
-            rows,
-            ["member", "batch_size", "lr", "best_val_acc", "final_val_acc",
-             "final_train_loss", "final_val_loss", "gap_loss", "gap_acc", "diverged",
-             "wall_s"],
-        )
-    )  # fmt: skip
+    print(format_table(rows, summary_columns(members)))
+    if figures and not args.no_plots:
+        from jaxbatch import plots
+
+        for path in plots.save_figures(out, figures):
+            print(f"figure: {path}")
     print(f"results: {out}")
     return out

@@ -53,22 +53,39 @@ from jax.sharding import PartitionSpec as P
 from jaxbatch import models, optim, results, schedules
 from jaxbatch.data import normalize
 from jaxbatch.models import conv as model_conv
+from jaxbatch.recipes import SCHEDULE_KINDS
 
 STRATEGIES = ("vmap", "map", "unroll", "chunk:N", "auto")
 PRECISIONS = ("float32", "bfloat16")
 
-# Hyperparameters every member carries, with their defaults. Schedule
-# parameters that a schedule does not use are simply ignored.
+# Hyperparameters every member carries, with their defaults: the data of the
+# compiled step (decision 1). Times are in examples seen (``*_ex``), so phases
+# with other batch sizes and a smaller last batch keep schedules exact.
+# Parameters a member's schedule kind does not use are ignored.
 HPARAM_DEFAULTS: dict[str, float] = {
     "lr": 0.01,
-    "weight_decay": 0.0,
     "momentum": 0.9,
+    "b1": 0.9,
+    "b2": 0.999,
+    "wd_l2": 0.0,  # coupled L2 coefficient
+    "wd_l1": 0.0,  # coupled L1 coefficient
+    "wd_decoupled": 0.0,  # decoupled (SGDW/AdamW) coefficient
+    "kind": 0,  # index into recipes.SCHEDULE_KINDS
     "gamma": 0.1,
-    "step_size": 1.0,
-    "decay_rate": 0.0,
-    "warmup_steps": 0.0,
-    "seed": 0.0,
+    "step_ex": 1,  # step decay period
+    "decay_rate": 0.0,  # k per epoch (exponential, inverse_time)
+    "power": 1.0,
+    "total_ex": 1,  # cosine: decays to 0 here
+    "warmup_ex": 0,
+    "warmup_start": 0.0,
+    "plateau_factor": 1.0,  # 1: the plateau rule never reduces this member
+    "seed": 0,
 }
+# Per-member vectors: multistep milestones (examples), padded with a value
+# never reached.
+HPARAM_VECTORS = {"milestones_ex": 8}
+_INT_HPARAMS = ("kind", "step_ex", "total_ex", "warmup_ex", "seed", "milestones_ex")
+_NEVER = np.iinfo(np.int32).max
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -84,15 +101,14 @@ class TrainSpec:
       batch_size: training batch size.
       optimizer: name for ``jaxbatch.optim.make_optimizer``.
       nesterov: Nesterov momentum (SGD).
-      weight_decay_mode: ``"l2"``, ``"decoupled"`` or ``"l1"`` (None: the
-        optimizer's own, decoupled for adamw, l2 otherwise).
+      weight_decay_modes: the weight-decay modes members of the group use
+        (``"l2"``, ``"decoupled"``, ``"l1"``); each member's coefficients are
+        data (``wd_l2``, ``wd_l1``, ``wd_decoupled``), so members with different
+        modes share one program.
       decay_mask: what weight decay skips (see ``make_optimizer``), e.g.
         ``"no_bias_bn"``.
-      schedule: unit-peak LR shape: ``"constant"``, ``"step"`` (``gamma``,
-        ``step_size``), ``"exponential"`` (``decay_rate``), ``"inverse_time"``
-        (``decay_rate``) or ``"cosine"`` (over ``total_steps``); each optionally
-        with linear warmup over ``warmup_steps``.
-      total_steps: planned number of steps (used by ``"cosine"``).
+      drop_last: drop the remainder of each epoch's permutation; otherwise it
+        trains as a smaller last batch (a second compiled step).
       lr_multipliers: ``(pattern, multiplier)`` pairs for per-parameter LRs.
       plateau: per-member ``ReduceOnPlateau`` on ``control_metric``: its scale
         multiplies the LR, and with ``stop_scale`` it stops the member.
@@ -118,10 +134,9 @@ class TrainSpec:
     batch_size: int
     optimizer: str = "sgd"
     nesterov: bool = False
-    weight_decay_mode: str | None = None
+    weight_decay_modes: tuple[str, ...] = ("l2",)
     decay_mask: str | None = None
-    schedule: str = "step"
-    total_steps: int = 1
+    drop_last: bool = False
     lr_multipliers: tuple[tuple[str, float], ...] = ()
     plateau: schedules.ReduceOnPlateau | None = None
     early_stopping: schedules.EarlyStopping | None = None
@@ -141,11 +156,12 @@ class TrainSpec:
                 f"batch_size {self.batch_size} is larger than the training set "
                 f"({self.n_train} examples); lower --batch-sizes or raise --train-size"
             )
-        if self.schedule not in _SCHEDULES:
-            raise ValueError(
-                f"unknown schedule {self.schedule!r}; "
-                f"choose one of {sorted(_SCHEDULES)}"
-            )
+        for mode in self.weight_decay_modes:
+            if mode not in optim.WEIGHT_DECAY_MODES:
+                raise ValueError(
+                    f"unknown weight decay mode {mode!r}; "
+                    f"choose from {optim.WEIGHT_DECAY_MODES}"
+                )
         parse_strategy(self.strategy)
         if self.control_metric not in ("val_loss", "val_acc"):
             raise ValueError(
@@ -163,9 +179,19 @@ class TrainSpec:
             )
 
     @property
-    def steps_per_epoch(self) -> int:
-        """Full batches per epoch; the remainder of a permutation is dropped."""
+    def full_batches(self) -> int:
+        """Full batches per epoch."""
         return self.n_train // self.batch_size
+
+    @property
+    def last_batch(self) -> int:
+        """Size of the smaller last batch of an epoch (0: none)."""
+        return 0 if self.drop_last else self.n_train % self.batch_size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Steps per epoch: the full batches and a smaller last one, if any."""
+        return self.full_batches + (self.last_batch > 0)
 
     @property
     def n_devices(self) -> int:
@@ -189,7 +215,8 @@ class MemberState:
     opt_state: Any
     step: jax.Array  # int32, optimizer steps taken (or skipped while frozen)
     epoch: jax.Array  # int32, epochs started
-    pos: jax.Array  # int32, batch index within the current epoch
+    pos: jax.Array  # int32, examples taken from the current epoch's order
+    seen: jax.Array  # int32, examples trained on so far (the schedules' clock)
     perm: jax.Array  # [n_train] int32, this epoch's example order
     lr_scale: jax.Array  # float32, plateau multiplier on the scheduled LR
     diverged: jax.Array  # bool, loss or gradient became NaN/inf: frozen
@@ -298,30 +325,42 @@ def _dropout_key(hp):
 # --- LR and optimizer ----------------------------------------------------------
 
 
-def _warmed(shape, hp):
-    return schedules.warmup(shape, hp["warmup_steps"])
+def unit_lr(spec: TrainSpec, hp: Mapping, seen) -> jax.Array:
+    """The member's unit-peak LR shape after ``seen`` training examples.
+
+    The schedule kind is data (``hp["kind"]``, an index into
+    ``recipes.SCHEDULE_KINDS``): every kind's value is computed (scalars, cheap)
+    and the member's is selected, so members with different schedules share a
+    program and still equal their solo runs. Time ``t`` is in epochs,
+    ``seen / n_train``; step boundaries are exact integer comparisons.
+    """
+    seen = jnp.asarray(seen, jnp.int32)
+    epochs = seen.astype(jnp.float32) / spec.n_train
+    gamma = hp["gamma"]
+    shapes = {
+        "constant": jnp.ones((), jnp.float32),
+        "step": schedules.step_decay(1.0, hp["step_ex"], gamma)(seen),
+        "multistep": jnp.power(gamma, jnp.sum(seen >= hp["milestones_ex"])),
+        "exponential": schedules.exponential_decay(1.0, hp["decay_rate"])(epochs),
+        "inverse_time": schedules.inverse_time_decay(
+            1.0, hp["decay_rate"], hp["power"]
+        )(epochs),
+        "cosine": schedules.cosine_decay(1.0, hp["total_ex"])(seen),
+        "plateau": jnp.ones((), jnp.float32),  # the plateau rule scales it
+    }
+    values = jnp.stack([jnp.asarray(shapes[k], jnp.float32) for k in SCHEDULE_KINDS])
+    shape = values[hp["kind"]]
+    warm = schedules.warmup(lambda _: shape, hp["warmup_ex"], hp["warmup_start"])
+    return warm(seen)
 
 
-_SCHEDULES: dict[str, Callable[[TrainSpec, Mapping], Callable]] = {
-    "constant": lambda spec, hp: schedules.constant(1.0),
-    "step": lambda spec, hp: schedules.step_decay(1.0, hp["step_size"], hp["gamma"]),
-    "exponential": lambda spec, hp: schedules.exponential_decay(1.0, hp["decay_rate"]),
-    "inverse_time": lambda spec, hp: schedules.inverse_time_decay(
-        1.0, hp["decay_rate"]
-    ),
-    "cosine": lambda spec, hp: schedules.cosine_decay(1.0, spec.total_steps),
-}
-
-
-def learning_rate(spec: TrainSpec, hp: Mapping, step, lr_scale=1.0) -> jax.Array:
-    """The LR of one member at ``step``: peak x unit-peak shape x plateau scale.
+def learning_rate(spec: TrainSpec, hp: Mapping, seen, lr_scale=1.0) -> jax.Array:
+    """The LR of one member after ``seen`` examples: peak x shape x plateau scale.
 
     Decision 2 of DESIGN.md: the peak is a traced per-member value multiplied
     onto a schedule of unit peak, which works for any traced parameter.
     """
-    shape = _SCHEDULES[spec.schedule](spec, hp)
-    shape = _warmed(shape, hp)
-    return hp["lr"] * shape(step) * lr_scale
+    return hp["lr"] * unit_lr(spec, hp, seen) * lr_scale
 
 
 def make_tx(spec: TrainSpec, hp: Mapping, lr) -> optax.GradientTransformation:
@@ -331,16 +370,17 @@ def make_tx(spec: TrainSpec, hp: Mapping, lr) -> optax.GradientTransformation:
     optimizer state has the same structure whatever the schedule.
     """
     # Adam's momentum is b1; passing the sweep's momentum there is an error.
-    momentum = (
-        {} if spec.optimizer in ("adam", "adamw") else {"momentum": hp["momentum"]}
-    )
+    if spec.optimizer in ("adam", "adamw"):
+        extra = {"b1": hp["b1"], "b2": hp["b2"]}
+    else:
+        extra = {"momentum": hp["momentum"]}
+    keys = {"l2": "wd_l2", "l1": "wd_l1", "decoupled": "wd_decoupled"}
     return optim.make_optimizer(
-        spec.optimizer,
+        "adam" if spec.optimizer == "adamw" else spec.optimizer,
         lr,
-        **momentum,
+        **extra,
         nesterov=spec.nesterov,
-        weight_decay=hp["weight_decay"],
-        weight_decay_mode=spec.weight_decay_mode,
+        weight_decay={mode: hp[keys[mode]] for mode in spec.weight_decay_modes},
         decay_mask=spec.decay_mask,
         lr_multipliers=dict(spec.lr_multipliers) or None,
     )
@@ -371,6 +411,7 @@ def init_member(spec: TrainSpec, hp: Mapping) -> MemberState:
         step=jnp.zeros((), jnp.int32),
         epoch=jnp.zeros((), jnp.int32),
         pos=jnp.zeros((), jnp.int32),
+        seen=jnp.zeros((), jnp.int32),
         perm=jnp.arange(spec.n_train, dtype=jnp.int32),
         lr_scale=jnp.ones((), jnp.float32),
         diverged=jnp.zeros((), bool),
@@ -381,15 +422,18 @@ def init_member(spec: TrainSpec, hp: Mapping) -> MemberState:
     )
 
 
-def update_control(spec: TrainSpec, state: MemberState, value) -> MemberState:
+def update_control(
+    spec: TrainSpec, state: MemberState, hp: Mapping, value
+) -> MemberState:
     """Feed one evaluation's metric to the member's plateau and early-stop rules.
 
+    The plateau factor is the member's own (``hp["plateau_factor"]``, 1: off).
     A diverged member is left as it is; a member whose rules say stop is frozen
     from the next step on.
     """
     new = state
     if spec.plateau is not None:
-        plateau = spec.plateau.update(state.plateau, value)
+        plateau = spec.plateau.update(state.plateau, value, factor=hp["plateau_factor"])
         new = new.replace(
             plateau=plateau,
             lr_scale=plateau.scale.astype(jnp.float32),
@@ -436,8 +480,16 @@ def _tree_where(pred, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
-def train_step(spec: TrainSpec, state: MemberState, hp: Mapping, data: Mapping):
-    """One SGD step of one member.
+def train_step(
+    spec: TrainSpec,
+    state: MemberState,
+    hp: Mapping,
+    data: Mapping,
+    batch_size: int | None = None,
+):
+    """One SGD step of one member, on the next ``batch_size`` examples of its
+    epoch order (default ``spec.batch_size``; the smaller last batch passes its
+    own size).
 
     Args:
       state: the member's state.
@@ -449,8 +501,8 @@ def train_step(spec: TrainSpec, state: MemberState, hp: Mapping, data: Mapping):
       ``acc`` (batch accuracy) and ``lr``.
     """
     model = spec.build_model()
-    bs = spec.batch_size
-    idx = lax.dynamic_slice(state.perm, (state.pos * bs,), (bs,))
+    bs = batch_size or spec.batch_size
+    idx = lax.dynamic_slice(state.perm, (state.pos,), (bs,))
     x = normalize(data["x_train"][idx], data["mean"], data["std"])
     y = data["y_train"][idx]
     rng = jax.random.fold_in(_dropout_key(hp), state.step)
@@ -477,7 +529,7 @@ def train_step(spec: TrainSpec, state: MemberState, hp: Mapping, data: Mapping):
     (loss, (logits, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params
     )
-    lr = learning_rate(spec, hp, state.step, state.lr_scale)
+    lr = learning_rate(spec, hp, state.seen, state.lr_scale)
 
     # A member whose loss or gradient is not finite diverges here; a diverged or
     # stopped member is frozen: its step gets zero gradient and LR 0, so its
@@ -500,7 +552,8 @@ def train_step(spec: TrainSpec, state: MemberState, hp: Mapping, data: Mapping):
         batch_stats=new_bs,
         opt_state=opt_state,
         step=state.step + 1,
-        pos=state.pos + 1,
+        pos=state.pos + bs,
+        seen=state.seen + bs,
         diverged=diverged,
     )
     acc = jnp.mean(jnp.argmax(logits, -1) == y)
@@ -540,8 +593,9 @@ class GroupFns:
     start_epoch: Callable  # (state, hp) -> state
     train: Callable  # (state, hp, data) -> (state, metrics[members, steps_per_call])
     train_one: Callable  # same, one step
+    train_last: Callable | None  # one step on the epoch's smaller last batch
     eval: Callable  # (state, batch) -> (loss_sum[members], correct[members])
-    control: Callable  # (state, metric[members]) -> state
+    control: Callable  # (state, hp, metric[members]) -> state
 
 
 @functools.lru_cache(maxsize=32)
@@ -558,12 +612,12 @@ def group_fns(spec: TrainSpec) -> GroupFns:
         state, hp = args
         return start_epoch(spec, state, hp)
 
-    def member_train(n_steps: int):
+    def member_train(n_steps: int, batch_size: int | None = None):
         def run(args, data):
             state, hp = args
 
             def body(s, _):
-                return train_step(spec, s, hp, data)
+                return train_step(spec, s, hp, data, batch_size)
 
             if n_steps == 1:
                 state, m = body(state, None)
@@ -583,8 +637,8 @@ def group_fns(spec: TrainSpec) -> GroupFns:
     def mapped(fn, strategy=spec.strategy):
         return over_members(fn, strategy, mesh)
 
-    def train_fn(n_steps):
-        f = mapped(member_train(n_steps))
+    def train_fn(n_steps, batch_size=None):
+        f = mapped(member_train(n_steps, batch_size))
         return jax.jit(lambda state, hp, data: f((state, hp), data), donate_argnums=0)
 
     # Init and reshuffling are not hot; vmapped they compile once, not once per
@@ -597,8 +651,9 @@ def group_fns(spec: TrainSpec) -> GroupFns:
         start_epoch=jax.jit(lambda state, hp: epoch((state, hp), None)),
         train=train_fn(spec.steps_per_call),
         train_one=train_fn(1),
+        train_last=train_fn(1, spec.last_batch) if spec.last_batch else None,
         eval=jax.jit(mapped(member_eval)),
-        control=jax.jit(lambda state, value: control((state, value), None)),
+        control=jax.jit(lambda state, hp, value: control((state, hp, value), None)),
     )
 
 
@@ -699,22 +754,33 @@ def device_eval_data(x, y, mean, std, batch_size: int) -> dict:
     }
 
 
-def stack_hparams(members: list[Mapping[str, float]]) -> dict[str, jax.Array]:
-    """Per-member dicts of hyperparameters -> dict of ``[members]`` float32 arrays.
+def stack_hparams(members: list[Mapping[str, Any]]) -> dict[str, jax.Array]:
+    """Per-member dicts of hyperparameters -> dict of ``[members]`` arrays.
 
-    Missing keys take :data:`HPARAM_DEFAULTS`; ``seed`` stays exact as int32.
+    Missing keys take :data:`HPARAM_DEFAULTS`; counts (``seed``, schedule
+    ``kind``, times in examples) stay exact as int32, the rest are float32.
+    ``milestones_ex`` is a ``[members, 8]`` vector padded with a step never
+    reached.
     """
-    unknown = {k for m in members for k in m} - set(HPARAM_DEFAULTS)
+    known = set(HPARAM_DEFAULTS) | set(HPARAM_VECTORS)
+    unknown = {k for m in members for k in m} - known
     if unknown:
         raise ValueError(
-            f"unknown hyperparameters {sorted(unknown)}; "
-            f"known: {sorted(HPARAM_DEFAULTS)}"
+            f"unknown hyperparameters {sorted(unknown)}; known: {sorted(known)}"
         )
     out = {}
     for key, default in HPARAM_DEFAULTS.items():
         values = [m.get(key, default) for m in members]
-        dtype = jnp.int32 if key == "seed" else jnp.float32
+        dtype = jnp.int32 if key in _INT_HPARAMS else jnp.float32
         out[key] = jnp.asarray(np.asarray(values), dtype)
+    for key, size in HPARAM_VECTORS.items():
+        rows = []
+        for m in members:
+            v = list(m.get(key, ()))
+            if len(v) > size:
+                raise ValueError(f"at most {size} {key}, got {len(v)}")
+            rows.append(v + [_NEVER] * (size - len(v)))
+        out[key] = jnp.asarray(np.asarray(rows, np.int64).reshape(-1, size), jnp.int32)
     return out
 
 
@@ -849,5 +915,8 @@ def pad_members(hp: Mapping, multiple: int) -> tuple[dict, int]:
     n = len(hp["lr"])
     pad = -n % multiple
     if pad:
-        hp = {k: jnp.concatenate([v, jnp.repeat(v[-1:], pad)]) for k, v in hp.items()}
+        hp = {
+            k: jnp.concatenate([v, jnp.repeat(v[-1:], pad, axis=0)])
+            for k, v in hp.items()
+        }
     return dict(hp), n

@@ -184,7 +184,10 @@ def make_optimizer(
       momentum: SGD / RMSprop momentum ``mu`` (must stay 0 for adam: use b1).
       nesterov: Nesterov momentum (sgd only; needs momentum > 0 as in PyTorch).
       weight_decay: decay coefficient ``wd``; 0.0 by default for every
-        optimizer (PyTorch's AdamW defaults to 0.01).
+        optimizer (PyTorch's AdamW defaults to 0.01). Or a mapping ``{mode:
+        wd}`` applying several modes at once (coupled ones before momentum,
+        decoupled after): with per-member coefficients, members of one
+        compiled group can use different modes.
       weight_decay_mode: ``"l2"``, ``"l1"`` or ``"decoupled"``; ``None`` means
         ``"l2"``, or ``"decoupled"`` for adamw (which rejects any other mode).
       lr_multipliers: ``{regex: multiplier}``; a parameter's update (including
@@ -202,7 +205,19 @@ def make_optimizer(
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"name must be one of {OPTIMIZERS}, got {name=}")
-    if name == "adamw":
+    if isinstance(weight_decay, Mapping):
+        unknown = set(weight_decay) - set(WEIGHT_DECAY_MODES)
+        if unknown or weight_decay_mode is not None:
+            raise ValueError(
+                "weight_decay as a mapping takes modes "
+                f"{WEIGHT_DECAY_MODES} as keys and no weight_decay_mode, got "
+                f"{sorted(weight_decay)} and {weight_decay_mode=}"
+            )
+        if name == "adamw" and set(weight_decay) - {"decoupled"}:
+            raise ValueError("adamw uses decoupled weight decay only")
+        for mode, coef in weight_decay.items():
+            _check(lambda v: v >= 0, f"weight_decay[{mode!r}]", coef, "non-negative")
+    elif name == "adamw":
         if weight_decay_mode not in (None, "decoupled"):
             raise ValueError(
                 f"adamw uses decoupled weight decay, got {weight_decay_mode=}; "
@@ -218,7 +233,8 @@ def make_optimizer(
     if not callable(learning_rate):
         _check(lambda v: v >= 0, "learning_rate", learning_rate, "non-negative")
     _check(lambda v: v >= 0, "momentum", momentum, "non-negative")
-    _check(lambda v: v >= 0, "weight_decay", weight_decay, "non-negative")
+    if not isinstance(weight_decay, Mapping):
+        _check(lambda v: v >= 0, "weight_decay", weight_decay, "non-negative")
     _check(lambda v: v >= 0, "eps", eps, "non-negative")
     for key, val in (("b1", b1), ("b2", b2), ("rmsprop_decay", rmsprop_decay)):
         _check(lambda v: (v >= 0) & (v < 1), key, val, "in [0, 1)")
@@ -230,12 +246,20 @@ def make_optimizer(
         _check(lambda v: v > 0, "momentum", momentum, "positive with nesterov")
 
     mask_fn = _resolve_decay_mask(decay_mask)
-    decay = _add_weight_decay(
-        weight_decay, "l1" if weight_decay_mode == "l1" else "l2", mask_fn
+    if isinstance(weight_decay, Mapping):
+        modes = dict(weight_decay)
+    else:
+        modes = {weight_decay_mode: weight_decay}
+    coupled = [
+        _add_weight_decay(modes[m], m, mask_fn) for m in ("l2", "l1") if m in modes
+    ]
+    decoupled = (
+        [_add_weight_decay(modes["decoupled"], "l2", mask_fn)]
+        if "decoupled" in modes
+        else []
     )
-    coupled = weight_decay_mode in ("l2", "l1")
 
-    chain = [decay] if coupled else []
+    chain = list(coupled)
     if name == "sgd":
         chain.append(optax.trace(decay=momentum, nesterov=nesterov))
     elif name == "rmsprop":
@@ -247,8 +271,7 @@ def make_optimizer(
         chain.append(optax.trace(decay=momentum))
     else:
         chain.append(optax.scale_by_adam(b1=b1, b2=b2, eps=eps))
-    if not coupled:
-        chain.append(decay)
+    chain += decoupled
     chain.append(optax.scale_by_learning_rate(learning_rate))
     if lr_multipliers:
         chain.append(_scale_by_multipliers(lr_multipliers))

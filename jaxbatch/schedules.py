@@ -320,6 +320,9 @@ def log_uniform(
     """``n`` samples of ``10 ** U(log10 low, log10 high)``; shape ``[n]``."""
     _check(lambda v: v > 0, "low", low, "positive")
     _check(lambda v: v > 0, "high", high, "positive")
+    lo, hi = _concrete(low), _concrete(high)
+    if lo is not None and hi is not None and np.any(lo > hi):
+        raise ValueError(f"log_uniform needs low <= high, got {low=} and {high=}")
     _check_positive_int("n", n)
     u = jax.random.uniform(
         key, (n,), minval=jnp.log10(low), maxval=jnp.log10(high), dtype=float
@@ -440,8 +443,18 @@ class ReduceOnPlateau:
             return value < best - delta
         return value > best + delta
 
-    def update(self, state: PlateauState, value: jax.typing.ArrayLike) -> PlateauState:
-        """Record one metric ``value`` (an evaluation); returns the new state."""
+    def update(
+        self,
+        state: PlateauState,
+        value: jax.typing.ArrayLike,
+        factor: jax.typing.ArrayLike | None = None,
+    ) -> PlateauState:
+        """Record one metric ``value`` (an evaluation); returns the new state.
+
+        ``factor`` (possibly traced, per member) overrides ``self.factor``; a
+        factor of 1 never reduces.
+        """
+        factor = self.factor if factor is None else factor
         value = jnp.asarray(value, dtype=state.best.dtype)
         better = self.improved(value, state.best)
         best = jnp.where(better, value, state.best)
@@ -452,7 +465,7 @@ class ReduceOnPlateau:
         )
         num_bad = jnp.where(in_cooldown, 0, num_bad)
         reduce = num_bad > self.patience
-        new_scale = jnp.maximum(state.scale * self.factor, self.min_scale)
+        new_scale = jnp.maximum(state.scale * factor, self.min_scale)
         scale = jnp.where(
             reduce & (state.scale - new_scale > self.eps), new_scale, state.scale
         )

@@ -1,8 +1,11 @@
-"""A sweep: hyperparameter grid -> shape groups -> training -> results directory.
+"""A sweep: member recipes -> shape groups -> training -> results directory.
 
-A :class:`SweepConfig` names the data, the model and the grid. Members that
-share shapes (same batch size) form a group, compiled once and trained
-together; groups run one after another. Every epoch each group's state and
+A :class:`SweepConfig` names the data, the model and the members (a grid, a
+random search or an explicit list of recipes). Members that share a program
+(model, optimizer family and the batch size of every epoch) form a group,
+compiled once and trained together; everything else a member varies (LR,
+schedule kind and parameters, weight decay and its mode, ...) is data. Groups
+run one after another. Every epoch each group's state and
 history are checkpointed, so ``resume=True`` continues a killed run and ends
 with the same numbers as a run never killed.
 """
@@ -12,12 +15,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import math
 import os
 import platform
+import re
 import time
 from collections.abc import Mapping
-from typing import Any
 
 import jax
 import numpy as np
@@ -28,239 +30,12 @@ from jaxbatch import (
     checkpoint,
     data,
     engine,
-    models,
     optim,
+    recipes,
     results,
-    schedules,
 )
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SweepConfig:
-    """Everything that defines a sweep. Values in tuples form the grid.
-
-    Attributes:
-      experiment: name, used for the default output directory.
-      dataset, data_dir, train_size, val_size, image_size, data_seed: passed
-        to ``jaxbatch.data.load`` (``data_seed`` picks the subset/split).
-      model: model name; ``model_kwargs`` extra keyword arguments.
-      models: several models compared in one sweep (overrides ``model``); each
-        takes the ``model_kwargs`` it accepts, plus its own ``model_options``
-        (``(name, ((key, value), ...))`` pairs).
-      batch_sizes: one group per (model, batch size).
-      lrs, weight_decays, momentums, seeds: the grid inside each group.
-      optimizer, nesterov, weight_decay_mode, decay_mask, lr_multipliers: see
-        ``jaxbatch.optim.make_optimizer``.
-      schedule: LR shape (see ``engine.TrainSpec``); for ``"step"`` the LR is
-        multiplied by ``gamma`` every ``decay_epochs`` epochs (default: once,
-        at half of training).
-      warmup_epochs: linear warmup from 0 over this many epochs.
-      epochs: training epochs.
-      eval_every: evaluate on the whole validation set every this many steps
-        (and after the last step).
-      plateau_factor: if set, each member multiplies its LR by this factor when
-        ``control_metric`` has not improved for ``plateau_patience``
-        evaluations (PyTorch's ReduceLROnPlateau, with ``plateau_threshold``,
-        ``plateau_cooldown``, ``plateau_min_scale``); ``plateau_stop_scale``
-        stops the member once its LR scale falls to it (e.g. 1/1024).
-      early_stop_patience: if set, a member stops after this many evaluations
-        without improving ``control_metric`` by ``early_stop_min_delta``.
-      control_metric: ``"val_loss"`` or ``"val_acc"``.
-      eval_batch_size, steps_per_call, unroll: see ``engine.TrainSpec``.
-      strategy: the member axis: ``"auto"`` (time the candidates, pick the
-        fastest), ``"vmap"``, ``"map"``, ``"unroll"`` or ``"chunk:N"``.
-      devices: shard the member axis over this many devices (0: all of them).
-      precision: ``"float32"`` or ``"bfloat16"`` (mixed precision, for GPU/TPU).
-      compile_cache: keep compiled programs in the persistent compilation cache
-        (``$JAXBATCH_CACHE/xla``, default ``~/.cache/jaxbatch/xla``).
-    """
-
-    experiment: str = "sweep"
-    dataset: str = "fashion_mnist"
-    data_dir: str | None = None
-    train_size: int | None = None
-    val_size: int | None = None
-    image_size: int | None = None
-    data_seed: int = 0
-    model: str = "alexnet_small"
-    model_kwargs: tuple[tuple[str, Any], ...] = ()
-    models: tuple[str, ...] = ()
-    model_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
-    batch_sizes: tuple[int, ...] = (32, 64)
-    lrs: tuple[float, ...] = (0.01, 0.02)
-    weight_decays: tuple[float, ...] = (0.0,)
-    momentums: tuple[float, ...] = (0.9,)
-    seeds: tuple[int, ...] = (0,)
-    optimizer: str = "sgd"
-    nesterov: bool = False
-    weight_decay_mode: str | None = None
-    decay_mask: str | None = None
-    lr_multipliers: tuple[tuple[str, float], ...] = ()
-    schedule: str = "step"
-    gamma: float = 0.1
-    decay_epochs: float | None = None
-    warmup_epochs: float = 0.0
-    plateau_factor: float | None = None
-    plateau_patience: int = 10
-    plateau_threshold: float = 1e-4
-    plateau_cooldown: int = 0
-    plateau_min_scale: float = 0.0
-    plateau_stop_scale: float | None = None
-    early_stop_patience: int | None = None
-    early_stop_min_delta: float = 0.0
-    control_metric: str = "val_loss"
-    epochs: int = 10
-    eval_every: int = 50
-    eval_batch_size: int = 500
-    strategy: str = "auto"
-    steps_per_call: int = 1
-    unroll: bool = False
-    devices: int = 1
-    precision: str = "float32"
-    compile_cache: bool = True
-
-    def __post_init__(self):
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ValueError naming the bad value; runs before any data or compile."""
-
-        def positive(name, values):
-            for v in values:
-                if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
-                    raise ValueError(f"{name} must be positive, got {v!r}")
-
-        for name in self.model_list():
-            if name not in models.available_models():
-                raise ValueError(
-                    f"unknown model {name!r}; choose one of "
-                    f"{', '.join(models.available_models())}"
-                )
-        unused = set(dict(self.model_kwargs)) - {
-            k for name in self.model_list() for k in models.model_kwargs(name)
-        }
-        if unused:
-            raise ValueError(
-                f"model option(s) {sorted(unused)} are not accepted by "
-                f"{', '.join(self.model_list())}"
-            )
-        for name in self.model_list():
-            try:  # building a module is cheap and checks every value
-                models.get_model(name, num_classes=2, **dict(self.kwargs_for(name)))
-            except TypeError as err:
-                raise ValueError(str(err)) from None
-        if not self.batch_sizes or not self.lrs:
-            raise ValueError("batch_sizes and lrs need at least one value each")
-        positive("batch size", self.batch_sizes)
-        if any(int(b) != b for b in self.batch_sizes):
-            raise ValueError(f"batch sizes must be integers, got {self.batch_sizes}")
-        positive("learning rate", self.lrs)
-        positive("epochs", [self.epochs])
-        positive("eval_every", [self.eval_every])
-        for name, vals in (
-            ("weight decay", self.weight_decays),
-            ("momentum", self.momentums),
-        ):
-            for v in vals:
-                if not (v >= 0 and math.isfinite(v)):
-                    raise ValueError(f"{name} must be >= 0, got {v!r}")
-        if self.decay_epochs is not None:
-            positive("decay_epochs", [self.decay_epochs])
-        if self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}")
-        if self.optimizer not in optim.OPTIMIZERS:
-            raise ValueError(
-                f"unknown optimizer {self.optimizer!r}; "
-                f"choose one of {optim.OPTIMIZERS}"
-            )
-        modes = (None, *optim.WEIGHT_DECAY_MODES)
-        if self.weight_decay_mode not in modes:
-            raise ValueError(
-                f"unknown weight_decay_mode {self.weight_decay_mode!r}; "
-                f"choose one of {optim.WEIGHT_DECAY_MODES}"
-            )
-        engine.parse_strategy(self.strategy)
-        engine.check_placement(self.devices, self.precision)
-        self.controls()  # the rules check their own values
-
-    def model_list(self) -> tuple[str, ...]:
-        return tuple(self.models) or (self.model,)
-
-    def kwargs_for(self, name: str) -> tuple[tuple[str, Any], ...]:
-        """The model options ``name`` gets: shared ones it accepts, then its own."""
-        accepted = models.model_kwargs(name)
-        kw = {k: v for k, v in self.model_kwargs if k in accepted}
-        kw.update(dict(dict(self.model_options).get(name, ())))
-        return tuple(sorted(kw.items()))
-
-    def controls(self) -> dict:
-        """The ``plateau`` and ``early_stopping`` rules of ``engine.TrainSpec``."""
-        mode = "max" if self.control_metric == "val_acc" else "min"
-        plateau = early = None
-        if self.plateau_factor is not None:
-            plateau = schedules.ReduceOnPlateau(
-                factor=self.plateau_factor,
-                patience=self.plateau_patience,
-                mode=mode,
-                threshold=self.plateau_threshold,
-                cooldown=self.plateau_cooldown,
-                min_scale=self.plateau_min_scale,
-                stop_scale=self.plateau_stop_scale,
-            )
-        if self.early_stop_patience is not None:
-            early = schedules.EarlyStopping(
-                patience=self.early_stop_patience,
-                mode=mode,
-                min_delta=self.early_stop_min_delta,
-            )
-        return {"plateau": plateau, "early_stopping": early}
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["model_kwargs"] = dict(self.model_kwargs)
-        d["model_options"] = {name: dict(kw) for name, kw in self.model_options}
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> SweepConfig:
-        """The config of ``to_dict()`` (e.g. read back from ``config.json``).
-
-        JSON turns tuples into lists; they become tuples again, nested ones
-        too, so the config and the specs built from it stay hashable.
-        """
-
-        def options(kw) -> tuple:
-            return tuple(sorted((k, _tuples(v)) for k, v in dict(kw or {}).items()))
-
-        d = {k: _tuples(v) for k, v in d.items()}
-        d["model_kwargs"] = options(d.get("model_kwargs"))
-        d["model_options"] = tuple(
-            (name, options(kw))
-            for name, kw in dict(d.get("model_options") or {}).items()
-        )
-        return cls(**d)
-
-    def members(self) -> list[dict]:
-        """The grid, model then batch size outermost, as one dict per member."""
-        grid = itertools.product(
-            self.model_list(),
-            self.batch_sizes,
-            self.lrs,
-            self.weight_decays,
-            self.momentums,
-            self.seeds,
-        )
-        keys = ("model", "batch_size", "lr", "weight_decay", "momentum", "seed")
-        return [dict(member=i, **dict(zip(keys, v))) for i, v in enumerate(grid)]
-
-
-def _tuples(value):
-    """Lists (from JSON) as tuples, recursively; other values as they are."""
-    if isinstance(value, list | tuple):
-        return tuple(_tuples(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
-    return value
+from jaxbatch import config as config_mod
+from jaxbatch.config import SweepConfig
 
 
 def enable_compilation_cache(path: str | None = None) -> str:
@@ -307,41 +82,111 @@ def _config_diff(saved: Mapping, current: Mapping) -> list[str]:
 
 @dataclasses.dataclass
 class GroupRun:
-    """What one group needs between epochs (host side)."""
+    """What one group needs between epochs (host side).
+
+    Members of a group share the model, the optimizer family and the batch
+    size of every epoch (``batch_sizes``); everything else is per-member data.
+    """
 
     index: int
-    spec: engine.TrainSpec
-    members: list[dict]
+    spec: engine.TrainSpec  # the first epoch's; other phases replace batch_size
+    members: list[dict]  # {"member": index, "recipe": resolved recipes.Member}
     hp: dict
-    total_steps: int
+    batch_sizes: tuple[int, ...]  # [epochs]
+    epoch_steps: np.ndarray  # [epochs] steps of each epoch
     eval_steps: np.ndarray  # [E] steps after which an evaluation runs
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.epoch_steps.sum())
+
+    @property
+    def epoch_starts(self) -> np.ndarray:
+        """[epochs + 1] the global step at which each epoch starts (and the end)."""
+        return np.concatenate([[0], np.cumsum(self.epoch_steps)])
+
+    def spec_for(self, epoch: int) -> engine.TrainSpec:
+        return dataclasses.replace(self.spec, batch_size=self.batch_sizes[epoch])
+
+    def phase_specs(self) -> list[engine.TrainSpec]:
+        return [self.spec_for(e) for e in sorted(
+            {self.batch_sizes.index(b) for b in self.batch_sizes})]  # fmt: skip
+
+    def step_batch_sizes(self) -> np.ndarray:
+        """[total_steps] batch size of every step (the last of an epoch may be
+        smaller)."""
+        out = []
+        for e, bs in enumerate(self.batch_sizes):
+            spec = self.spec_for(e)
+            out += [bs] * spec.full_batches + (
+                [spec.last_batch] if spec.last_batch else []
+            )
+        return np.asarray(out, np.int64)
+
+
+def member_hparams(m: recipes.Member, n_train: int, epochs: int) -> dict:
+    """A resolved recipe as the compiled step's data (times in examples)."""
+    ex = lambda e: max(1, round(e * n_train))  # noqa: E731
+    wd = {"l2": "wd_l2", "l1": "wd_l1", "decoupled": "wd_decoupled"}
+    return {
+        "lr": m.lr,
+        "momentum": m.momentum,
+        "b1": m.b1,
+        "b2": m.b2,
+        wd[m.weight_decay_mode]: m.weight_decay,
+        "kind": recipes.SCHEDULE_KINDS.index(m.schedule),
+        "gamma": m.gamma,
+        "step_ex": ex(m.decay_epochs),
+        "milestones_ex": [ex(e) for e in (m.milestones or ())],
+        "decay_rate": m.decay_rate,
+        "power": m.power,
+        "total_ex": epochs * n_train,
+        "warmup_ex": round(m.warmup_epochs * n_train),
+        "warmup_start": m.warmup_start,
+        "plateau_factor": m.plateau_factor,
+        "seed": m.seed,
+    }
 
 
 def plan_groups(config: SweepConfig, ds: data.Dataset) -> list[GroupRun]:
-    """Split the grid into groups and build each group's static spec."""
+    """Split the members into groups and build each group's static spec.
+
+    Raises ValueError (before anything compiles) for a batch size the data
+    cannot fill and for LR multipliers that match no parameter.
+    """
+    members = config.resolved_members()
+    epochs = config.epochs
+    keys = {}
+    for i, m in enumerate(members):
+        family = "adam" if m.optimizer in ("adam", "adamw") else m.optimizer
+        key = (m.model, family, recipes.batch_sizes(m, epochs))
+        keys.setdefault(key, []).append(i)
+    n_train = len(ds.x_train)
+    any_plateau = any(m.plateau_factor < 1 for m in members)
     groups = []
-    members = config.members()
-    for g, key in enumerate(
-        dict.fromkeys((m["model"], m["batch_size"]) for m in members)
-    ):
-        group_members = [m for m in members if (m["model"], m["batch_size"]) == key]
-        model, bs = key
+    for g, ((model, family, sizes), indices) in enumerate(keys.items()):
+        for bs in sizes:
+            if bs > n_train:
+                raise ValueError(
+                    f"batch size {bs} is larger than the training set ({n_train} "
+                    "examples); lower --batch-sizes or raise --train-size"
+                )
+        modes = {members[i].weight_decay_mode for i in indices}
         spec = engine.TrainSpec(
             model=model,
             model_kwargs=config.kwargs_for(model),
             num_classes=ds.num_classes,
             image_shape=tuple(ds.x_train.shape[1:]),
-            n_train=len(ds.x_train),
-            batch_size=int(bs),
-            optimizer=config.optimizer,
+            n_train=n_train,
+            batch_size=int(sizes[0]),
+            optimizer=family,
             nesterov=config.nesterov,
-            weight_decay_mode=config.weight_decay_mode,
+            weight_decay_modes=tuple(m for m in optim.WEIGHT_DECAY_MODES if m in modes),
             decay_mask=config.decay_mask,
+            drop_last=config.drop_last,
             lr_multipliers=config.lr_multipliers,
             control_metric=config.control_metric,
-            **config.controls(),
-            schedule=config.schedule,
-            total_steps=1,
+            **config.control.rules(0.5 if any_plateau else None),
             eval_batch_size=config.eval_batch_size,
             strategy=config.strategy,
             steps_per_call=config.steps_per_call,
@@ -349,26 +194,40 @@ def plan_groups(config: SweepConfig, ds: data.Dataset) -> list[GroupRun]:
             devices=config.devices,
             compute_dtype=config.precision,
         )
-        spe = spec.steps_per_epoch
-        total = spe * config.epochs
-        spec = dataclasses.replace(spec, total_steps=total)
-        decay_epochs = config.decay_epochs or config.epochs / 2
-        step_size = max(1, round(decay_epochs * spe))
-        warmup = round(config.warmup_epochs * spe)
-        for m in group_members:
-            m.update(gamma=config.gamma, step_size=step_size, warmup_steps=warmup)
+        if config.lr_multipliers:
+            check_multipliers(spec)
+        group_members = [{"member": i, "recipe": members[i]} for i in indices]
         hp = engine.stack_hparams(
-            [
-                {k: m[k] for k in ("lr", "weight_decay", "momentum", "seed", "gamma",
-                                   "step_size", "warmup_steps")}
-                for m in group_members
-            ]
+            [member_hparams(members[i], n_train, epochs) for i in indices]
+        )
+        epoch_steps = np.asarray(
+            [dataclasses.replace(spec, batch_size=b).steps_per_epoch for b in sizes]
+        )
+        total = int(epoch_steps.sum())
+        ends = np.cumsum(epoch_steps)
+        evals = set(range(config.eval_every, total + 1, config.eval_every))
+        evals |= {int(e) for e in ends}  # every epoch ends with an evaluation
+        groups.append(
+            GroupRun(g, spec, group_members, hp, tuple(sizes), epoch_steps,
+                     np.asarray(sorted(evals)))
         )  # fmt: skip
-        evals = np.arange(config.eval_every, total + 1, config.eval_every)
-        if not len(evals) or evals[-1] != total:
-            evals = np.append(evals, total)
-        groups.append(GroupRun(g, spec, group_members, hp, total, evals))
     return groups
+
+
+def check_multipliers(spec: engine.TrainSpec) -> None:
+    """Every LR-multiplier pattern must match a parameter of the model."""
+    model = spec.build_model()
+    x = jax.ShapeDtypeStruct((1, *spec.image_shape), jax.numpy.float32)
+    shapes = jax.eval_shape(
+        lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x
+    )
+    paths = optim.param_paths(shapes["params"])
+    for pattern, _ in spec.lr_multipliers:
+        if not any(re.search(pattern, p) for p in paths):
+            raise ValueError(
+                f"lr multiplier pattern {pattern!r} matches no parameter of "
+                f"{spec.model}; its parameters are: {', '.join(paths)}"
+            )
 
 
 def _sync_hosts(name: str) -> None:
@@ -377,18 +236,6 @@ def _sync_hosts(name: str) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
-
-
-def _new_history(n: int, total: int, n_evals: int) -> dict[str, np.ndarray]:
-    nan = lambda *s: np.full(s, np.nan, np.float32)  # noqa: E731
-    return {
-        "train_loss": nan(n, total),
-        "train_acc": nan(n, total),
-        "lr": nan(n, total),
-        "val_loss": nan(n, n_evals),
-        "val_acc": nan(n, n_evals),
-        "wall_s": np.zeros((), np.float64),
-    }
 
 
 def resolve_strategy(
@@ -419,23 +266,67 @@ def _first_call_s(fn, *args) -> float:
     return time.perf_counter() - t0
 
 
-def device_data(ds: data.Dataset, spec: engine.TrainSpec) -> tuple[dict, dict]:
-    """The training and evaluation sets on the device(s), shared by all groups.
+def device_data(ds: data.Dataset, spec: engine.TrainSpec, config: SweepConfig):
+    """The data on the device(s), shared by all groups: training set, and the
+    evaluation sets ``val``, ``train_eval`` (a fixed, seeded subset of the
+    training set, evaluated with the final parameters) and ``test``.
 
     Every group of a sweep trains on the same data with the same device count
     and evaluation batch size, so the (possibly GB-sized) transfer happens once.
     """
     train = engine.device_train_data(ds.x_train, ds.y_train, ds.mean, ds.std)
-    val = engine.device_eval_data(
-        ds.x_val, ds.y_val, ds.mean, ds.std, min(spec.eval_batch_size, len(ds.x_val))
-    )
-    return engine.replicate(train, spec), engine.replicate(val, spec)
+
+    def ev(x, y):
+        bs = min(spec.eval_batch_size, len(x))
+        return engine.replicate(
+            engine.device_eval_data(x, y, ds.mean, ds.std, bs), spec
+        )
+
+    n = min(config.train_eval_size or len(ds.x_val), len(ds.x_train))
+    rng = np.random.default_rng(config.data_seed)
+    subset = np.sort(rng.permutation(len(ds.x_train))[:n])
+    out = {
+        "val": ev(ds.x_val, ds.y_val),
+        "train_eval": ev(ds.x_train[subset], ds.y_train[subset]),
+    }
+    if config.test and ds.x_test is not None:
+        out["test"] = ev(ds.x_test, ds.y_test)
+    return engine.replicate(train, spec), out
+
+
+def _new_history(n: int, total: int, n_evals: int) -> dict[str, np.ndarray]:
+    nan = lambda *s: np.full(s, np.nan, np.float32)  # noqa: E731
+    return {
+        "train_loss": nan(n, total),
+        "train_acc": nan(n, total),
+        "lr": nan(n, total),
+        "val_loss": nan(n, n_evals),
+        "val_acc": nan(n, n_evals),
+        "wall_s": np.zeros((), np.float64),
+    }
+
+
+def _final_evaluation(fns, spec, state, evals: Mapping, early: bool) -> dict:
+    """Each member's final parameters (and, under early stopping, its best ones)
+    evaluated in eval mode on the training subset and the test split."""
+    out = {}
+    for name in ("train_eval", "test"):
+        if name not in evals:
+            continue
+        ev = engine.eval_members(fns, spec, state, evals[name])
+        out[f"{name}_loss"], out[f"{name}_acc"] = ev["val_loss"], ev["val_acc"]
+        if early:
+            best = state.replace(params=state.best_params)
+            ev = engine.eval_members(fns, spec, best, evals[name])
+            out[f"best_{name}_loss"] = ev["val_loss"]
+            out[f"best_{name}_acc"] = ev["val_acc"]
+    return out
 
 
 def run_group(
     group: GroupRun,
     train: Mapping,
-    val: Mapping,
+    evals: Mapping,
     config: SweepConfig,
     out: str,
     *,
@@ -444,14 +335,21 @@ def run_group(
 ) -> dict[str, np.ndarray]:
     """Train one group to the end (or continue it), checkpointing every epoch.
 
-    ``train`` and ``val`` come from :func:`device_data`.
+    ``train`` and ``evals`` come from :func:`device_data`. At a batch-size
+    phase boundary the next phase's compiled step takes over the same state.
     """
-    spec = resolve_strategy(group, train, out, resume=resume)
-    fns = engine.group_fns(spec)
-    hp, n_real = engine.pad_members(group.hp, engine.member_multiple(spec))
+    strategy = resolve_strategy(group, train, out, resume=resume).strategy
+    specs = {
+        b: dataclasses.replace(s, strategy=strategy)
+        for b, s in ((s.batch_size, s) for s in group.phase_specs())
+    }
+    fns_of = {b: engine.group_fns(s) for b, s in specs.items()}
+    spec0 = specs[group.batch_sizes[0]]
+    fns0 = fns_of[group.batch_sizes[0]]
+    hp, n_real = engine.pad_members(group.hp, engine.member_multiple(spec0))
     n = len(hp["lr"])
     t0 = time.perf_counter()
-    state = jax.block_until_ready(fns.init(hp))
+    state = jax.block_until_ready(fns0.init(hp))
     compile_s = time.perf_counter() - t0
     history = _new_history(n, group.total_steps, len(group.eval_steps))
     ckpt_dir = checkpoint.group_dir(out, group.index)
@@ -467,39 +365,58 @@ def run_group(
         # reported apart: every compiled function's first call, on a throwaway
         # copy of the state (the train step donates its input).
         copy = lambda: jax.tree.map(jax.numpy.copy, state)  # noqa: E731
-        compile_s += _first_call_s(fns.start_epoch, copy(), hp)
-        compile_s += _first_call_s(fns.train_one, copy(), hp, train)
-        if spec.steps_per_call > 1:
-            compile_s += _first_call_s(fns.train, copy(), hp, train)
-        compile_s += _first_call_s(engine.eval_members, fns, spec, state, val)
-        if spec.plateau or spec.early_stopping:
+        compile_s += _first_call_s(fns0.start_epoch, copy(), hp)
+        for b, fns in fns_of.items():
+            compile_s += _first_call_s(fns.train_one, copy(), hp, train)
+            if fns.train_last is not None:
+                compile_s += _first_call_s(fns.train_last, copy(), hp, train)
+            if specs[b].steps_per_call > 1:
+                compile_s += _first_call_s(fns.train, copy(), hp, train)
+        compile_s += _first_call_s(
+            engine.eval_members, fns0, spec0, state, evals["val"]
+        )
+        if spec0.plateau or spec0.early_stopping:
             zeros = jax.numpy.zeros(n, jax.numpy.float32)
-            compile_s += _first_call_s(fns.control, copy(), zeros)
+            compile_s += _first_call_s(fns0.control, copy(), hp, zeros)
 
-    spe = spec.steps_per_epoch
+    starts = group.epoch_starts
     eval_index = {int(s): i for i, s in enumerate(group.eval_steps)}
+    phases = len(specs) > 1
     bar = tqdm(
         total=group.total_steps,
-        initial=epochs_done * spe,
-        desc=f"group {group.index + 1} ({spec.model}, batch {spec.batch_size})",
+        initial=int(starts[epochs_done]),
+        desc=f"group {group.index + 1} ({spec0.model}, batch "
+        + ("->".join(str(b) for b in specs) if phases else str(spec0.batch_size))
+        + ")",
         disable=not progress,
         unit="step",
         dynamic_ncols=True,
     )
     t_start = time.perf_counter() - float(history["wall_s"])
     for epoch in range(epochs_done, config.epochs):
+        spec = specs[group.batch_sizes[epoch]]
+        fns = fns_of[spec.batch_size]
         state = fns.start_epoch(state, hp)
-        step = epoch * spe
-        stops = sorted({s for s in eval_index if step < s <= step + spe} | {step + spe})
+        step, end = int(starts[epoch]), int(starts[epoch + 1])
+        full_end = step + spec.full_batches
+        stops = sorted({s for s in eval_index if step < s <= end} | {end})
         for stop in stops:
-            state, metrics = engine.run_steps(fns, spec, state, hp, train, stop - step)
+            state, metrics = engine.run_steps(
+                fns, spec, state, hp, train, min(stop, full_end) - step
+            )
+            if stop > full_end:  # the epoch's smaller last batch
+                state, last = fns.train_last(state, hp, train)
+                metrics = last if metrics is None else {
+                    k: jax.numpy.concatenate([metrics[k], last[k]], 1)
+                    for k in metrics
+                }  # fmt: skip
             metrics = engine.fetch(metrics)
             for key in ("train_loss", "train_acc", "lr"):
                 history[key][:, step:stop] = metrics[key.removeprefix("train_")]
             bar.update(stop - step)
             step = stop
             if stop in eval_index:
-                ev = engine.eval_members(fns, spec, state, val)
+                ev = engine.eval_members(fns, spec, state, evals["val"])
                 # Curves end where a member diverged or stopped (the evaluation
                 # that stopped it is kept).
                 gone = engine.fetch(state.diverged | state.stopped)
@@ -508,75 +425,137 @@ def run_group(
                 history["val_acc"][:, e] = np.where(gone, np.nan, ev["val_acc"])
                 if spec.plateau or spec.early_stopping:
                     metric = jax.numpy.asarray(ev[spec.control_metric])
-                    state = fns.control(state, metric)
+                    state = fns.control(state, hp, metric)
                 best = np.nanmax(history["val_acc"][:n_real])
                 bar.set_postfix(
                     epoch=f"{epoch + 1}/{config.epochs}", best_val_acc=f"{best:.4f}"
                 )
+        # Every epoch is whole: each member took exactly n_train examples.
+        taken = engine.fetch(state.pos)
+        if not np.all(taken == spec.full_batches * spec.batch_size + spec.last_batch):
+            raise RuntimeError(f"epoch {epoch + 1} took {taken} examples per member")
         history["wall_s"] = np.asarray(time.perf_counter() - t_start)
         checkpoint.save(ckpt_dir, epoch + 1, {"state": state, "history": history})
     bar.close()
     final = engine.fetch({"diverged": state.diverged, "stopped": state.stopped,
-                    "lr_scale": state.lr_scale})  # fmt: skip
-    history.update(final, compile_s=np.asarray(compile_s), strategy=spec.strategy)
+                          "lr_scale": state.lr_scale})  # fmt: skip
+    final.update(
+        _final_evaluation(fns0, spec0, state, evals, spec0.early_stopping is not None)
+    )
+    history.update(final, compile_s=np.asarray(compile_s), strategy=strategy)
     return {k: (v[:n_real] if np.ndim(v) else v) for k, v in history.items()}
 
 
+# Recipe fields written to members.csv (after member, group, model and tags).
+RECIPE_COLUMNS = (
+    "batch_size", "batch_schedule", "lr", "schedule", "gamma", "decay_epochs",
+    "milestones", "decay_rate", "power", "warmup_epochs", "warmup_start",
+    "optimizer", "momentum", "b1", "b2", "weight_decay", "weight_decay_mode",
+    "plateau_factor", "seed",
+)  # fmt: skip
+RESULT_COLUMNS = (
+    "final_train_loss", "final_train_acc", "train_eval_loss", "train_eval_acc",
+    "final_val_loss", "final_val_acc", "best_val_loss", "best_val_acc",
+    "best_val_step", "test_loss", "test_acc", "best_test_loss", "best_test_acc",
+    "gap_loss", "gap_acc", "diverged", "stopped", "lr_scale", "steps",
+    "examples_seen", "wall_s", "compile_s", "strategy",
+)  # fmt: skip
+HISTORY_COLUMNS = (
+    "member", "step", "epoch", "batch_size", "examples_seen", "lr", "train_loss",
+    "train_acc", "val_loss", "val_acc",
+)  # fmt: skip
+
+
+def member_columns(groups: list[GroupRun]) -> tuple[str, ...]:
+    """``members.csv``'s columns: identity, the members' tags, recipe, results."""
+    tags = dict.fromkeys(
+        k for g in groups for m in g.members for k, _ in m["recipe"].tags
+    )
+    return ("member", "group", "model", *tags, *RECIPE_COLUMNS, *RESULT_COLUMNS)
+
+
+def _batch_schedule(m: recipes.Member) -> str:
+    if not m.batch_milestones or m.batch_factor == 1:
+        return ""
+    return f"x{m.batch_factor:g} at " + " ".join(f"{e:g}" for e in m.batch_milestones)
+
+
 def summarize(group: GroupRun, history: Mapping, config: SweepConfig) -> list[dict]:
-    """One ``members.csv`` row per member of a finished group."""
-    spe = group.spec.steps_per_epoch
+    """One ``members.csv`` row per member of a finished group.
+
+    ``final_train_*`` are means over the member's last epoch of batches (what
+    the training curve shows); ``train_eval_*``, ``final_val_*`` and ``test_*``
+    are the final parameters evaluated in eval mode, and the gaps come from
+    those clean numbers: ``gap_loss = final_val_loss - train_eval_loss``,
+    ``gap_acc = train_eval_acc - final_val_acc``. A stopped member's numbers
+    are those where it stopped (under early stopping ``best_test_*`` come from
+    its best parameters); a diverged member's are empty.
+    """
+    spe = int(group.epoch_steps[-1])
+    seen = np.cumsum(group.step_batch_sizes())
+    nan = float("nan")
     rows = []
-    for i, m in enumerate(group.members):
+    for i, entry in enumerate(group.members):
+        m = entry["recipe"]
         diverged = bool(history["diverged"][i])
-        # A member's train loss is the mean over its last epoch of batches (single
-        # batch losses are too noisy to set against a validation loss); a stopped
-        # member's numbers are those of the epoch and evaluation where it stopped,
-        # a diverged member's are NaN.
         trained = np.flatnonzero(np.isfinite(history["train_loss"][i]))
         last = trained[-spe:] if len(trained) and not diverged else []
-        train_loss = (
-            float(np.mean(history["train_loss"][i, last])) if len(last) else np.nan
-        )
-        train_acc = (
-            float(np.mean(history["train_acc"][i, last])) if len(last) else np.nan
-        )
+
+        def mean(key, last=last, i=i):
+            return float(np.mean(history[key][i, last])) if len(last) else nan
+
+        def final(key, i=i, diverged=diverged):
+            return nan if diverged or key not in history else float(history[key][i])
+
         evaluated = np.flatnonzero(np.isfinite(history["val_loss"][i]))
         e = evaluated[-1] if len(evaluated) and not diverged else None
-        val_loss = float(history["val_loss"][i, e]) if e is not None else np.nan
-        val_acc = float(history["val_acc"][i, e]) if e is not None else np.nan
+        val_loss = float(history["val_loss"][i, e]) if e is not None else nan
+        val_acc = float(history["val_acc"][i, e]) if e is not None else nan
         accs = history["val_acc"][i]
         has_acc = np.isfinite(accs).any()
         best = int(np.nanargmax(accs)) if has_acc else -1
-        rows.append(
-            {
-                **{k: m[k] for k in ("member", "batch_size", "lr", "weight_decay",
-                                     "momentum", "seed", "gamma")},
-                "group": group.index,
-                "model": m["model"],
-                "final_train_loss": train_loss,
-                "final_train_acc": train_acc,
-                "final_val_loss": val_loss,
-                "final_val_acc": val_acc,
-                "best_val_acc": float(accs[best]) if has_acc else float("nan"),
-                "best_val_step": int(group.eval_steps[best]) if has_acc else None,
-                "gap_loss": val_loss - train_loss,
-                "gap_acc": train_acc - val_acc,
-                "diverged": diverged,
-                "stopped": bool(history["stopped"][i]),
-                "lr_scale": float(history["lr_scale"][i]),
-                "steps": int(trained[-1]) + 1 if len(trained) else 0,
-                "wall_s": float(history["wall_s"]),
-                "compile_s": float(history["compile_s"]),
-                "strategy": history["strategy"],
-            }
-        )  # fmt: skip
+        row = {
+            "member": entry["member"],
+            "group": group.index,
+            "model": m.model,
+            **dict(m.tags),
+            **{k: getattr(m, k) for k in RECIPE_COLUMNS if hasattr(m, k)},
+            "batch_schedule": _batch_schedule(m),
+            "milestones": " ".join(f"{v:g}" for v in m.milestones or ()),
+            "final_train_loss": mean("train_loss"),
+            "final_train_acc": mean("train_acc"),
+            "train_eval_loss": final("train_eval_loss"),
+            "train_eval_acc": final("train_eval_acc"),
+            "final_val_loss": val_loss,
+            "final_val_acc": val_acc,
+            "best_val_loss": float(history["val_loss"][i, best]) if has_acc else nan,
+            "best_val_acc": float(accs[best]) if has_acc else nan,
+            "best_val_step": int(group.eval_steps[best]) if has_acc else None,
+            "test_loss": final("test_loss"),
+            "test_acc": final("test_acc"),
+            "best_test_loss": final("best_test_loss"),
+            "best_test_acc": final("best_test_acc"),
+            "gap_loss": val_loss - final("train_eval_loss"),
+            "gap_acc": final("train_eval_acc") - val_acc,
+            "diverged": diverged,
+            "stopped": bool(history["stopped"][i]),
+            "lr_scale": float(history["lr_scale"][i]),
+            "steps": int(trained[-1]) + 1 if len(trained) else 0,
+            "examples_seen": int(seen[trained[-1]]) if len(trained) else 0,
+            "wall_s": float(history["wall_s"]),
+            "compile_s": float(history["compile_s"]),
+            "strategy": history["strategy"],
+        }
+        rows.append(row)
     return rows
 
 
 def history_rows(group: GroupRun, history: Mapping):
     """Long-format ``history.csv`` rows: one per member per step."""
-    spe = group.spec.steps_per_epoch
     eval_at = {int(s): e for e, s in enumerate(group.eval_steps)}
+    sizes = group.step_batch_sizes()
+    seen = np.cumsum(sizes)
+    epoch_of = np.repeat(np.arange(1, len(group.epoch_steps) + 1), group.epoch_steps)
     for i, m in enumerate(group.members):
         for t in range(group.total_steps):
             step = t + 1
@@ -584,13 +563,54 @@ def history_rows(group: GroupRun, history: Mapping):
             yield {
                 "member": m["member"],
                 "step": step,
-                "epoch": t // spe + 1,
+                "epoch": int(epoch_of[t]),
+                "batch_size": int(sizes[t]),
+                "examples_seen": int(seen[t]),
                 "lr": float(history["lr"][i, t]),
                 "train_loss": float(history["train_loss"][i, t]),
                 "train_acc": float(history["train_acc"][i, t]),
                 "val_loss": None if e is None else float(history["val_loss"][i, e]),
                 "val_acc": None if e is None else float(history["val_acc"][i, e]),
             }
+
+
+def _check_out(out: str, resume: bool) -> None:
+    """Refuse an --out that is a file, a foreign non-empty directory, or a
+    finished or started run without --resume."""
+    config_path = os.path.join(out, "config.json")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} is a file; give a directory")
+    if resume:
+        if not os.path.exists(config_path):
+            raise ValueError(f"--resume: no run to resume in {out} (no config.json)")
+        return
+    if not os.path.isdir(out) or not os.listdir(out):
+        return
+    if not os.path.exists(config_path):
+        raise ValueError(
+            f"--out {out} is a non-empty directory that holds no jaxbatch run; "
+            "choose an empty or new directory"
+        )
+    started = os.path.exists(os.path.join(out, "members.csv")) or os.path.isdir(
+        os.path.join(out, "checkpoints")
+    )
+    if started:
+        raise ValueError(
+            f"{out} already holds a run; pass --resume to continue it or choose "
+            "another --out"
+        )
+    # config.json alone: a run that stopped before training; start it afresh.
+
+
+def _flat(d: Mapping) -> dict:
+    """A nested config dict as ``section.field`` keys (for readable diffs)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping) and k in config_mod.SECTIONS:
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    return out
 
 
 def run(
@@ -605,26 +625,27 @@ def run(
     """Run a whole sweep and write its results directory; returns its path.
 
     Raises ValueError before anything compiles for bad values, and when
-    ``resume`` finds a run made with a different configuration.
+    ``resume`` finds a run made with a different configuration. Nothing is
+    written to ``out`` before every check has passed.
     """
     out = out or default_out(config.experiment)
     config_path = os.path.join(out, "config.json")
     current = config.to_dict()
+    _check_out(out, resume)
     if resume:
-        if not os.path.exists(config_path):
-            raise ValueError(f"--resume: no run to resume in {out} (no config.json)")
-        diff = _config_diff(results.read_json(config_path)["config"], current)
+        try:
+            saved = results.read_json(config_path)["config"]
+        except (ValueError, KeyError) as err:
+            raise ValueError(
+                f"--resume: {config_path} is damaged ({err}); start a new --out"
+            ) from None
+        diff = _config_diff(_flat(saved), _flat(current))
         if diff:
             raise ValueError(
                 f"--resume: the run in {out} was made with a different configuration: "
                 + "; ".join(diff)
                 + ". Resume with the same flags, or start a new --out."
             )
-    elif os.path.exists(config_path):
-        raise ValueError(
-            f"{out} already holds a run; pass --resume to continue it or choose "
-            "another --out"
-        )
     if config.compile_cache:
         enable_compilation_cache()
     ds = dataset or data.load(
@@ -636,7 +657,6 @@ def run(
         image_size=config.image_size,
     )
     groups = plan_groups(config, ds)  # validates batch sizes against the data
-    os.makedirs(out, exist_ok=True)
     meta = {
         "config": current,
         "environment": environment(),
@@ -644,13 +664,17 @@ def run(
             "name": ds.name,
             "n_train": int(len(ds.x_train)),
             "n_val": int(len(ds.x_val)),
+            "n_test": 0 if ds.x_test is None else int(len(ds.x_test)),
             "image_shape": list(ds.x_train.shape[1:]),
             "num_classes": ds.num_classes,
         },
         "groups": [
-            {"group": g.index, "model": g.spec.model, "batch_size": g.spec.batch_size,
+            {"group": g.index, "model": g.spec.model, "optimizer": g.spec.optimizer,
+             "batch_sizes": sorted(set(g.batch_sizes), key=g.batch_sizes.index),
+             "batch_size": g.spec.batch_size,
              "model_kwargs": dict(g.spec.model_kwargs),
-             "steps_per_epoch": g.spec.steps_per_epoch, "total_steps": g.total_steps,
+             "steps_per_epoch": [int(s) for s in g.epoch_steps],
+             "total_steps": g.total_steps,
              "members": [m["member"] for m in g.members]}
             for g in groups
         ],
@@ -658,26 +682,27 @@ def run(
     writer = jax.process_index() == 0  # one host writes; all of them train
     _sync_hosts("jaxbatch: every host checked the output directory")
     if not resume and writer:
+        os.makedirs(out, exist_ok=True)
         results.write_json(config_path, meta)
     _sync_hosts("jaxbatch: config.json written")
 
-    train, val = device_data(ds, groups[0].spec)
+    train, evals = device_data(ds, groups[0].spec, config)
+    columns = member_columns(groups)
     member_rows, histories = [], []
     for group in groups:
         history = run_group(
-            group, train, val, config, out, resume=resume, progress=progress
+            group, train, evals, config, out, resume=resume, progress=progress
         )
         member_rows += summarize(group, history, config)
         histories.append((group, history))
         if writer:
-            results.write_csv(
-                os.path.join(out, "members.csv"), results.MEMBER_COLUMNS, member_rows
-            )
+            member_rows.sort(key=lambda r: r["member"])
+            results.write_csv(os.path.join(out, "members.csv"), columns, member_rows)
     if not writer:
         return out
     results.write_csv(
         os.path.join(out, "history.csv"),
-        results.HISTORY_COLUMNS,
+        HISTORY_COLUMNS,
         itertools.chain.from_iterable(history_rows(g, h) for g, h in histories),
     )
     if plots:

@@ -198,9 +198,16 @@ def save_all(out: str) -> list[str]:
         figures["model_comparison.png"] = lambda: model_comparison(out)
     figures["val_accuracy.png"] = lambda: accuracy_curves(out)
     figures["summary.png"] = lambda: summary(out)
+    return save_figures(out, {name: lambda _, f=f: f() for name, f in figures.items()})
+
+
+def save_figures(out: str, figures: dict) -> list[str]:
+    """Save ``{file name: fn(out) -> Figure}`` into ``<out>/plots``; return paths."""
+    plot_dir = os.path.join(out, "plots")
+    os.makedirs(plot_dir, exist_ok=True)
     paths = []
     for name, make in figures.items():
-        fig = make()
+        fig = make(out)
         path = os.path.join(plot_dir, name)
         fig.savefig(path, dpi=120)
         plt.close(fig)

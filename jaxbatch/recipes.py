@@ -1,0 +1,384 @@
+"""Members as recipes: what one member of a sweep trains with, and list builders.
+
+A :class:`Member` names every hyperparameter of one configuration: batch size
+(or a batch-size schedule), peak LR, schedule kind and its parameters, warmup,
+optimizer and its hyperparameters, weight decay and its mode, plateau factor,
+seed. Fields left ``None`` take the sweep's defaults (``SweepConfig``) when the
+sweep resolves its members. A sweep is a *list* of members; the builders below
+make lists::
+
+    from jaxbatch import recipes as R
+    members = (
+        R.grid(batch_size=(32, 256), lr=(0.01, 0.1), seed=(0, 1, 2))
+        + R.random(jax.random.PRNGKey(0), 16, batch_size=64)
+    )
+    members = R.scale_lr(members, "linear", base_batch_size=32)
+
+Times are in epochs (fractional allowed): decays, milestones, warmup and
+batch-size milestones count epochs, so budgets compare across batch sizes.
+``tags`` are extra ``members.csv`` columns (e.g. ``(("search", "grid"),)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxbatch import schedules
+
+# Index of each schedule kind in the compiled step (a per-member integer).
+SCHEDULE_KINDS = (
+    "constant",
+    "step",
+    "multistep",
+    "exponential",
+    "inverse_time",
+    "cosine",
+    "plateau",
+)
+LR_SCALING_RULES = ("none", "linear", "sqrt")
+# Milestones a member may name (a fixed-length per-member array in the step).
+MAX_MILESTONES = 8
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Member:
+    """One member's recipe; ``None`` means "the sweep's default".
+
+    Attributes:
+      model: model name.
+      batch_size: batch size of the first epoch.
+      batch_milestones, batch_factor: the batch size is multiplied by
+        ``batch_factor`` at each milestone epoch (Smith et al. 2018).
+      lr: peak learning rate.
+      schedule: one of :data:`SCHEDULE_KINDS`. ``step``: x ``gamma`` every
+        ``decay_epochs``; ``multistep``: x ``gamma`` at each of ``milestones``;
+        ``exponential``: ``exp(-decay_rate * t)``; ``inverse_time``:
+        ``1 / (1 + decay_rate * t) ** power``; ``cosine`` to 0 at the end;
+        ``plateau``: constant, multiplied by ``plateau_factor`` whenever the
+        control metric stalls (t in epochs).
+      warmup_epochs, warmup_start: linear warmup from ``warmup_start`` x LR.
+      optimizer: ``sgd``, ``adam``, ``adamw`` or ``rmsprop``.
+      momentum, b1, b2: optimizer hyperparameters (momentum: sgd/rmsprop).
+      weight_decay, weight_decay_mode: coefficient and ``l2`` / ``decoupled``
+        / ``l1``.
+      plateau_factor: LR factor on a stalled metric (1: off).
+      seed: initialisation, data order and dropout.
+      tags: extra columns for ``members.csv``, ``((name, value), ...)``.
+    """
+
+    model: str | None = None
+    batch_size: int | None = None
+    batch_milestones: tuple[int, ...] | None = None
+    batch_factor: float | None = None
+    lr: float | None = None
+    schedule: str | None = None
+    gamma: float | None = None
+    decay_epochs: float | None = None
+    milestones: tuple[float, ...] | None = None
+    decay_rate: float | None = None
+    power: float | None = None
+    warmup_epochs: float | None = None
+    warmup_start: float | None = None
+    optimizer: str | None = None
+    momentum: float | None = None
+    b1: float | None = None
+    b2: float | None = None
+    weight_decay: float | None = None
+    weight_decay_mode: str | None = None
+    plateau_factor: float | None = None
+    seed: int | None = None
+    tags: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self):
+        tags = self.tags
+        if isinstance(tags, Mapping):
+            tags = tuple(tags.items())
+        object.__setattr__(self, "tags", tuple((str(k), v) for k, v in tags))
+        for name in ("batch_milestones", "milestones"):
+            value = getattr(self, name)
+            if value is not None:
+                if isinstance(value, str | int | float):
+                    value = (value,)
+                object.__setattr__(self, name, tuple(value))
+
+    def replace(self, **changes) -> Member:
+        return dataclasses.replace(self, **changes)
+
+    def with_tags(self, **tags) -> Member:
+        return self.replace(tags=(*dict(self.tags).items(), *tags.items()))
+
+    def to_dict(self) -> dict:
+        """Only the fields that are set; ``tags`` as a dict."""
+        d = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "tags" and getattr(self, f.name) is not None
+        }
+        if self.tags:
+            d["tags"] = dict(self.tags)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Member:
+        """A recipe from a dict (a JSON object or CSV row); unknown keys are
+        tags, empty values are unset."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"tags"}
+        known, tags = {}, dict(d.get("tags") or {})
+        for key, value in d.items():
+            if key == "tags":
+                continue
+            if value is None or (isinstance(value, str) and not value.strip()):
+                continue
+            if key in names:
+                known[key] = _coerce(key, value)
+            else:
+                tags[key] = value
+        return cls(**known, tags=tuple(tags.items()))
+
+
+_INTS = ("batch_size", "seed")
+_STRS = ("model", "schedule", "optimizer", "weight_decay_mode")
+_TUPLES = ("batch_milestones", "milestones")
+
+
+def _coerce(key: str, value):
+    """Text from a CSV cell (or JSON values) as the field's type."""
+    if key in _STRS:
+        return str(value).strip()
+    if key in _TUPLES:
+        if isinstance(value, str):
+            parts = value.replace(";", " ").replace(",", " ").split()
+            value = [float(p) for p in parts]
+        conv = int if key == "batch_milestones" else float
+        return tuple(conv(float(v)) for v in value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"member field {key} must be a number, got {value!r}"
+        ) from None
+    if key in _INTS:
+        if number != int(number):
+            raise ValueError(f"member field {key} must be an integer, got {value!r}")
+        return int(number)
+    return number
+
+
+def grid(**axes: Iterable) -> list[Member]:
+    """Every combination of the given values, the first axis outermost.
+
+    ``grid(batch_size=(32, 64), lr=(0.01, 0.02))`` gives 4 members; a scalar
+    value is a one-value axis.
+    """
+    names = list(axes)
+    values = [
+        tuple(v) if isinstance(v, list | tuple | np.ndarray) else (v,)
+        for v in axes.values()
+    ]
+    for name, vals in zip(names, values, strict=True):
+        if not vals:
+            raise ValueError(f"grid axis {name} has no values")
+    return [Member(**dict(zip(names, combo))) for combo in itertools.product(*values)]
+
+
+def zip_members(**columns: Sequence) -> list[Member]:
+    """Member ``i`` takes the ``i``-th value of every column (equal lengths)."""
+    lengths = {name: len(v) for name, v in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"zip_members needs columns of one length, got {lengths}")
+    n = next(iter(lengths.values()), 0)
+    return [Member(**{k: v[i] for k, v in columns.items()}) for i in range(n)]
+
+
+def product(members: Sequence[Member], **axes: Iterable) -> list[Member]:
+    """Each member crossed with a grid over ``axes`` (e.g. seeds)."""
+    out = []
+    for m in members:
+        for g in grid(**axes):
+            out.append(m.replace(**{k: getattr(g, k) for k in axes}))
+    return out
+
+
+def random(
+    key: jax.Array,
+    n: int,
+    *,
+    lr_range: tuple[float, float] = (1e-5, 1e-1),
+    weight_decay_range: tuple[float, float] | None = (1e-7, 1e-1),
+    one_minus_momentum_range: tuple[float, float] | None = (1e-3, 1e-1),
+    **fixed,
+) -> list[Member]:
+    """``n`` members from the classic log-uniform search distributions.
+
+    ``lr ~ 10^U(-5, -1)``, ``weight_decay ~ 10^U(-7, -1)``, ``momentum =
+    1 - 10^U(-3, -1)``; a range of ``None`` leaves that field to ``fixed`` or
+    the sweep's default. ``fixed`` fields (e.g. ``batch_size=64``) are shared.
+    Values are rounded to 4 significant digits so they read back exactly from
+    ``members.csv``.
+    """
+    draws = schedules.random_search(
+        key,
+        n,
+        lr_range=lr_range,
+        weight_decay_range=weight_decay_range or (1.0, 1.0),
+        one_minus_momentum_range=one_minus_momentum_range or (1.0, 1.0),
+    )
+    out = []
+    for i in range(n):
+        values = {"lr": _round(draws["learning_rate"][i])}
+        if weight_decay_range is not None:
+            values["weight_decay"] = _round(draws["weight_decay"][i])
+        if one_minus_momentum_range is not None:
+            values["momentum"] = _round(draws["momentum"][i])
+        out.append(Member(**{**fixed, **values}))
+    return out
+
+
+def _round(x) -> float:
+    return float(f"{float(x):.4g}")
+
+
+def scale_lr(
+    members: Sequence[Member], rule: str, base_batch_size: int
+) -> list[Member]:
+    """Each member's LR scaled from ``base_batch_size`` to its batch size.
+
+    ``rule``: ``"linear"`` (x k, Goyal et al.), ``"sqrt"`` (x sqrt(k),
+    Krizhevsky), ``"none"``; ``k = batch_size / base_batch_size``. Members need
+    ``lr`` and ``batch_size`` set. Adds the tag ``scaling_rule``.
+    """
+    if rule not in LR_SCALING_RULES:
+        raise ValueError(
+            f"lr scaling rule must be one of {LR_SCALING_RULES}, got {rule!r}"
+        )
+    out = []
+    for m in members:
+        if m.lr is None or m.batch_size is None:
+            raise ValueError(f"scale_lr needs lr and batch_size set, got {m}")
+        lr = schedules.scaled_lr(m.lr, base_batch_size, m.batch_size, rule)
+        out.append(m.replace(lr=_round(lr)).with_tags(scaling_rule=rule))
+    return out
+
+
+def batch_sizes(member: Member, epochs: int) -> tuple[int, ...]:
+    """The batch size of each epoch of a resolved member."""
+    if not member.batch_milestones or member.batch_factor == 1:
+        return (member.batch_size,) * epochs
+    fn = schedules.batch_size_schedule(
+        member.batch_size, member.batch_milestones, member.batch_factor
+    )
+    return tuple(fn(e) for e in range(epochs))
+
+
+def check(member: Member) -> None:
+    """Raise ValueError naming the bad value of a resolved member."""
+
+    def bad(what):
+        return ValueError(f"member {describe(member)}: {what}")
+
+    lr32 = np.float32(member.lr) if math.isfinite(member.lr) else np.float32("inf")
+    if not (member.lr > 0 and np.isfinite(lr32) and lr32 > 0):
+        raise bad(
+            f"lr must be positive and finite in float32 (1e-38 .. 3e38), got "
+            f"lr={member.lr!r}"
+        )
+    if not (isinstance(member.batch_size, int) and member.batch_size > 0):
+        raise bad(f"batch_size must be a positive integer, got {member.batch_size!r}")
+    if member.schedule not in SCHEDULE_KINDS:
+        raise bad(
+            f"unknown schedule {member.schedule!r}; choose one of {SCHEDULE_KINDS}"
+        )
+    if member.schedule in ("step", "multistep") and not 0 < member.gamma <= 1:
+        raise bad(
+            f"gamma is the LR factor at each decay and must be in (0, 1], got "
+            f"gamma={member.gamma!r}"
+        )
+    if member.schedule == "step" and not (
+        member.decay_epochs is not None and member.decay_epochs > 0
+    ):
+        raise bad(f"decay_epochs must be positive, got {member.decay_epochs!r}")
+    if member.schedule == "multistep":
+        ms = member.milestones or ()
+        if not ms:
+            raise bad("schedule 'multistep' needs milestones (epochs), e.g. 30,60,80")
+        if (
+            len(ms) > MAX_MILESTONES
+            or any(not (m > 0 and math.isfinite(m)) for m in ms)
+            or list(ms) != sorted(ms)
+        ):
+            raise bad(
+                f"milestones must be at most {MAX_MILESTONES} increasing positive "
+                f"epochs, got {ms}"
+            )
+    if member.schedule in ("exponential", "inverse_time") and not (
+        member.decay_rate > 0 and math.isfinite(member.decay_rate)
+    ):
+        raise bad(
+            f"schedule {member.schedule!r} needs decay_rate k > 0 (per epoch), got "
+            f"decay_rate={member.decay_rate!r}"
+        )
+    if not (member.power > 0 and math.isfinite(member.power)):
+        raise bad(f"power must be positive, got {member.power!r}")
+    if not (member.warmup_epochs >= 0 and math.isfinite(member.warmup_epochs)):
+        raise bad(f"warmup_epochs must be >= 0, got {member.warmup_epochs!r}")
+    if not 0 <= member.warmup_start <= 1:
+        raise bad(f"warmup_start must be in [0, 1], got {member.warmup_start!r}")
+    if not 0 < member.plateau_factor <= 1:
+        raise bad(
+            f"plateau_factor must be in (0, 1] (1: off), got {member.plateau_factor!r}"
+        )
+    if not (member.weight_decay >= 0 and math.isfinite(member.weight_decay)):
+        raise bad(f"weight_decay must be >= 0, got {member.weight_decay!r}")
+    if not (member.momentum >= 0 and math.isfinite(member.momentum)):
+        raise bad(f"momentum must be >= 0, got {member.momentum!r}")
+    for name in ("b1", "b2"):
+        if not 0 <= getattr(member, name) < 1:
+            raise bad(f"{name} must be in [0, 1), got {getattr(member, name)!r}")
+    if member.batch_milestones:
+        if not (member.batch_factor > 0 and math.isfinite(member.batch_factor)):
+            raise bad(f"batch_factor must be positive, got {member.batch_factor!r}")
+        ms = member.batch_milestones
+        if any(m <= 0 for m in ms) or list(ms) != sorted(ms):
+            raise bad(f"batch_milestones must be increasing positive epochs, got {ms}")
+    if not (isinstance(member.seed, int) and 0 <= member.seed < 2**31):
+        raise bad(f"seed must be an integer in [0, 2**31), got {member.seed!r}")
+
+
+def describe(member: Member) -> str:
+    """A short text naming the member: its set fields."""
+    return ", ".join(f"{k}={v}" for k, v in member.to_dict().items() if k != "tags")
+
+
+def read_members_file(path: str) -> list[Member]:
+    """Members from a CSV file (a header row, one member per row) or a JSON
+    list of objects. Unknown columns become tags."""
+    import csv
+    import json
+    import os
+
+    if not os.path.isfile(path):
+        raise ValueError(f"--members: no such file {path!r}")
+    try:
+        if path.endswith(".json"):
+            with open(path) as f:
+                rows = json.load(f)
+            if isinstance(rows, dict):
+                rows = rows.get("members", rows)
+            if not isinstance(rows, list):
+                raise ValueError("expected a JSON list of objects")
+        else:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        members = [Member.from_dict(r) for r in rows]
+    except (ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"--members {path}: {err}") from None
+    if not members:
+        raise ValueError(f"--members {path}: no members in the file")
+    return members
