@@ -269,7 +269,6 @@ def _train_spec(case: Case, strategy: str, n_train: int) -> engine.TrainSpec:
         image_shape=IMAGE_SHAPE,
         n_train=n_train,
         batch_size=case.batch_size,
-        schedule="constant",
         strategy=strategy,
         steps_per_call=case.steps_per_call,
     )

@@ -283,8 +283,10 @@ def check(member: Member) -> None:
     def bad(what):
         return ValueError(f"member {describe(member)}: {what}")
 
-    lr32 = np.float32(member.lr) if math.isfinite(member.lr) else np.float32("inf")
-    if not (member.lr > 0 and np.isfinite(lr32) and lr32 > 0):
+    # XLA flushes float32 subnormals to zero: the LR must be a normal float32.
+    with np.errstate(over="ignore"):
+        lr32 = np.float32(member.lr) if math.isfinite(member.lr) else np.inf
+    if not (member.lr > 0 and np.isfinite(lr32) and lr32 >= np.finfo(np.float32).tiny):
         raise bad(
             f"lr must be positive and finite in float32 (1e-38 .. 3e38), got "
             f"lr={member.lr!r}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import jax
@@ -24,7 +23,7 @@ def _spec(ds):
     return engine.TrainSpec(
         model=MODEL, model_kwargs=KW, num_classes=ds.num_classes,
         image_shape=ds.image_shape, n_train=ds.n_train, batch_size=32,
-        schedule="constant", eval_batch_size=64,
+        eval_batch_size=64,
     )  # fmt: skip
 
 
@@ -69,7 +68,7 @@ def test_batchnorm_member_equals_solo_run(ds, tmp_path, monkeypatch):
         lrs=(0.01, 0.05), epochs=1, eval_every=6, eval_batch_size=64,
         strategy="map",
     )  # fmt: skip
-    solo = dataclasses.replace(cfg, lrs=(0.05,))
+    solo = cfg.replace(lrs=(0.05,))
     for c, name in ((cfg, "all"), (solo, "solo")):
         sweep.run(c, str(tmp_path / name), progress=False, plots=False, dataset=ds)
     a = results.read_csv(os.path.join(tmp_path, "all", "members.csv"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numpy as np
@@ -56,7 +55,7 @@ def test_plateau_scale_lowers_each_members_lr(ds, tmp_path):
 
 def test_early_stopped_member_is_frozen_and_others_go_on(ds, tmp_path):
     plain = _cfg(lrs=(0.02, 3.0), epochs=5)
-    stopping = dataclasses.replace(plain, early_stop_patience=1)
+    stopping = plain.replace(early_stop_patience=1)
     m0, h0 = _run(plain, ds, tmp_path / "plain")
     m1, h1 = _run(stopping, ds, tmp_path / "stop")
     stopped = m1["stopped"] == "True"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -68,7 +67,7 @@ def test_eight_devices_equal_one_and_hide_padding(tmp_path):
         out = {}
         for devices in (1, 8):
             path = f"{sys.argv[1]}/d{devices}"
-            cfg_d = dataclasses.replace(cfg, devices=devices)
+            cfg_d = cfg.replace(devices=devices)
             sweep.run(cfg_d, path, progress=False, plots=False, dataset=ds)
             m = results.read_csv(path + "/members.csv")
             h = results.read_csv(path + "/history.csv")
@@ -100,7 +99,7 @@ def test_bfloat16_tracks_float32(tmp_path):
     runs = {}
     for precision in ("float32", "bfloat16"):
         out = tmp_path / precision
-        c = dataclasses.replace(cfg, precision=precision)
+        c = cfg.replace(precision=precision)
         sweep.run(c, str(out), progress=False, plots=False, dataset=ds)
         runs[precision] = results.read_csv(os.path.join(out, "history.csv"))
     f32, bf16 = runs["float32"], runs["bfloat16"]

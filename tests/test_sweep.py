@@ -3,7 +3,6 @@ learning on real data, and early, clear errors."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -68,7 +67,7 @@ def test_member_equals_solo_run(fmnist, tmp_path):
 def test_strategies_equal_vmap(fmnist, tmp_path, strategy):
     cfg = _config(model="mlp", model_kwargs=(("hidden", (32,)),), lrs=(0.01, 0.05, 0.1))
     ref = _run(cfg, fmnist, tmp_path / "vmap")
-    other = _run(dataclasses.replace(cfg, strategy=strategy), fmnist, tmp_path / "x")
+    other = _run(cfg.replace(strategy=strategy), fmnist, tmp_path / "x")
     np.testing.assert_array_equal(other["member"], ref["member"])  # padding hidden
     np.testing.assert_allclose(
         other["final_val_loss"], ref["final_val_loss"], atol=1e-5
@@ -77,9 +76,7 @@ def test_strategies_equal_vmap(fmnist, tmp_path, strategy):
 
 def test_diverging_member_is_flagged_and_isolated(fmnist, tmp_path):
     cfg = _config(model="mlp", model_kwargs=(("hidden", (32,)),), epochs=2)
-    with_bad = _run(
-        dataclasses.replace(cfg, lrs=(0.01, 1e4, 0.02)), fmnist, tmp_path / "a"
-    )
+    with_bad = _run(cfg.replace(lrs=(0.01, 1e4, 0.02)), fmnist, tmp_path / "a")
     without = _run(cfg, fmnist, tmp_path / "b")
     bad = _row(with_bad, lr=1e4)
     assert str(bad["diverged"]) == "True"
@@ -159,10 +156,10 @@ def test_resume_after_sigkill_equals_uninterrupted_run(fmnist, tmp_path):
     ("kw", "message"),
     [
         (dict(model="resnet9000"), "unknown model 'resnet9000'"),
-        (dict(batch_sizes=(0,)), "batch size must be positive, got 0"),
-        (dict(batch_sizes=(-32,)), "batch size must be positive, got -32"),
-        (dict(lrs=(0.01, -0.1)), "learning rate must be positive, got -0.1"),
-        (dict(lrs=(0.0,)), "learning rate must be positive, got 0.0"),
+        (dict(batch_sizes=(0,)), "batch_size must be a positive integer, got 0"),
+        (dict(batch_sizes=(-32,)), "batch_size must be a positive integer, got -32"),
+        (dict(lrs=(0.01, -0.1)), "lr must be positive and finite .* got lr=-0.1"),
+        (dict(lrs=(0.0,)), "lr must be positive and finite .* got lr=0.0"),
         (dict(strategy="fast"), "unknown strategy 'fast'"),
     ],
 )
@@ -174,7 +171,7 @@ def test_bad_config_raises_early(kw, message):
 def test_unknown_dataset_and_oversized_batch_raise_before_compiling(fmnist, tmp_path):
     with pytest.raises(ValueError, match="no_such_set"):
         sweep.run(_config(dataset="no_such_set"), str(tmp_path / "a"), progress=False)
-    with pytest.raises(ValueError, match="batch_size 1024 is larger than the training"):
+    with pytest.raises(ValueError, match="batch size 1024 is larger than the training"):
         sweep.run(_config(batch_sizes=(1024,)), str(tmp_path / "b"), dataset=fmnist)
     assert not (tmp_path / "b" / "checkpoints").exists()
 
@@ -183,8 +180,8 @@ def test_resume_with_other_config_is_refused(fmnist, tmp_path):
     out = tmp_path / "run"
     cfg = _config(model="mlp", model_kwargs=(("hidden", (16,)),))
     _run(cfg, fmnist, out)
-    with pytest.raises(ValueError, match=r"different configuration: lrs"):
-        sweep.run(dataclasses.replace(cfg, lrs=(0.1,)), str(out), resume=True,
+    with pytest.raises(ValueError, match=r"different configuration: members.lrs"):
+        sweep.run(cfg.replace(lrs=(0.1,)), str(out), resume=True,
                   dataset=fmnist)  # fmt: skip
     with pytest.raises(ValueError, match="already holds a run"):
         sweep.run(cfg, str(out), dataset=fmnist)
