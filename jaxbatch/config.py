@@ -581,29 +581,18 @@ class SweepConfig:
         oc = self.optim
         ev = self.evaluation
         mc = self.members
-        defaults = dict(
+        # Recipe defaults: the RecipeConfig field of the same name, the first
+        # value of a grid list, or a setting of another section.
+        defaults = {f.name: getattr(rc, f.name) for f in dataclasses.fields(rc)}
+        defaults.update(
             model=self.model_list()[0],
             batch_size=mc.batch_sizes[0] if mc.batch_sizes else None,
-            batch_milestones=tuple(rc.batch_milestones),
-            batch_factor=rc.batch_factor,
             lr=mc.lrs[0] if mc.lrs else None,
             schedule=mc.schedules[0] if mc.schedules else "step",
-            gamma=rc.gamma,
-            decay_epochs=rc.decay_epochs,
-            milestones=tuple(rc.milestones),
-            decay_rate=rc.decay_rate,
-            power=rc.power,
-            warmup_epochs=rc.warmup_epochs,
-            warmup_start=rc.warmup_start,
             optimizer=oc.optimizer,
             momentum=mc.momentums[0] if mc.momentums else 0.9,
-            b1=rc.b1,
-            b2=rc.b2,
             weight_decay=mc.weight_decays[0] if mc.weight_decays else 0.0,
-            weight_decay_mode=mc.weight_decay_modes[0]
-            if mc.weight_decay_modes
-            else "l2",
-            plateau_factor=rc.plateau_factor,
+            weight_decay_mode=(mc.weight_decay_modes or ("l2",))[0],
             seed=mc.seeds[0] if mc.seeds else 0,
         )
         values = {k: v for k, v in member.to_dict().items() if k != "tags"}

@@ -446,13 +446,13 @@ def run_group(
     return {k: (v[:n_real] if np.ndim(v) else v) for k, v in history.items()}
 
 
-# Recipe fields written to members.csv (after member, group, model and tags).
-RECIPE_COLUMNS = (
-    "batch_size", "batch_schedule", "lr", "schedule", "gamma", "decay_epochs",
-    "milestones", "decay_rate", "power", "warmup_epochs", "warmup_start",
-    "optimizer", "momentum", "b1", "b2", "weight_decay", "weight_decay_mode",
-    "plateau_factor", "seed",
-)  # fmt: skip
+# Recipe fields written to members.csv (after member, group, model and tags):
+# every field of a Member, the batch-size schedule as one text column.
+RECIPE_COLUMNS = ("batch_size", "batch_schedule") + tuple(
+    f.name
+    for f in dataclasses.fields(recipes.Member)
+    if f.name not in ("model", "tags", "batch_size", "batch_milestones", "batch_factor")
+)
 RESULT_COLUMNS = (
     "final_train_loss", "final_train_acc", "train_eval_loss", "train_eval_acc",
     "final_val_loss", "final_val_acc", "best_val_loss", "best_val_acc",
