@@ -8,16 +8,24 @@ only a temporary directory, which is ignored and later removed.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 import shutil
+import signal
+import threading
+import zlib
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxbatch import results
+
 _EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
+MANIFEST = "jaxbatch_manifest.json"
 
 
 def group_dir(out: str, group: int) -> str:
@@ -32,21 +40,119 @@ def list_epochs(directory: str) -> list[int]:
     return sorted(int(m.group(1)) for m in found if m)
 
 
+class DiskFullError(OSError):
+    """Not enough free space for a checkpoint; the message says how much."""
+
+
+def tree_bytes(tree: Any) -> int:
+    """Bytes of the arrays in ``tree`` (what a checkpoint of it takes, roughly)."""
+    return sum(
+        int(np.prod(np.shape(x))) * np.dtype(getattr(x, "dtype", np.float32)).itemsize
+        for x in jax.tree.leaves(tree)
+    )
+
+
+def check_free_space(directory: str, needed: int) -> None:
+    """Raise DiskFullError naming the path, the space needed and the space free."""
+    os.makedirs(directory, exist_ok=True)
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise DiskFullError(
+            f"not enough disk space for checkpoints in {directory}: need "
+            f"{_mb(needed)}, {_mb(free)} free; free some space or choose another "
+            "--out, then run the same command with --resume"
+        )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MB"
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """Hold SIGINT and SIGTERM until the block ends, then act on them.
+
+    A checkpoint interrupted half-way would leave orbax's background threads
+    printing tracebacks; a save takes moments, so the signal waits for it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        old[sig] = signal.getsignal(sig)
+        signal.signal(sig, lambda s, _frame: received.append(s))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in received[:1]:
+            handler = old[sig]
+            if callable(handler):
+                handler(sig, None)
+            elif handler == signal.SIG_DFL and sig == signal.SIGINT:
+                raise KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(sig)
+
+
 def save(directory: str, epoch: int, tree: Any, *, keep: int = 2) -> str:
-    """Save ``tree`` as the checkpoint of ``epoch``; keep the newest ``keep``."""
+    """Save ``tree`` as the checkpoint of ``epoch``; keep the newest ``keep``.
+
+    Older checkpoints beyond ``keep - 1`` are removed *before* the save, so the
+    disk never holds more than ``keep`` (the newest complete one always stays).
+    A save that fails (disk full) leaves no partial directory behind and raises
+    :class:`DiskFullError` with one line; SIGINT/SIGTERM wait for the save.
+    """
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"epoch_{epoch:04d}")
-    if os.path.exists(path):
-        shutil.rmtree(path)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(path, tree)
-    checkpointer.wait_until_finished()
-    for old in list_epochs(directory)[:-keep]:
-        shutil.rmtree(os.path.join(directory, f"epoch_{old:04d}"), ignore_errors=True)
+    with deferred_signals():
+        for old in [e for e in list_epochs(directory) if e != epoch][
+            : -(keep - 1) or None
+        ]:
+            shutil.rmtree(
+                os.path.join(directory, f"epoch_{old:04d}"), ignore_errors=True
+            )
+        _remove_leftovers(directory)
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        try:
+            checkpointer = ocp.StandardCheckpointer()
+            checkpointer.save(path, tree)
+            checkpointer.wait_until_finished()
+            results.write_json(os.path.join(path, MANIFEST), _manifest(path))
+        except Exception as err:
+            shutil.rmtree(path, ignore_errors=True)
+            _remove_leftovers(directory)
+            if _is_disk_full(err):
+                free = shutil.disk_usage(directory).free
+                raise DiskFullError(
+                    f"disk full while writing the checkpoint {path} (about "
+                    f"{_mb(tree_bytes(tree))} needed, {_mb(free)} free); free "
+                    "some space, then run the same command with --resume"
+                ) from None
+            raise
+    return path
+
+
+def _remove_leftovers(directory: str) -> None:
     for name in os.listdir(directory):
         if not _EPOCH_DIR.match(name):  # leftovers of an interrupted save
             shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
-    return path
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(err) or "ENOSPC" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def restore(directory: str, epoch: int, like: Any) -> Any:
@@ -62,3 +168,71 @@ def restore(directory: str, epoch: int, like: Any) -> Any:
         like,
         restored,
     )
+
+
+def _manifest(path: str) -> dict:
+    """Size and CRC-32 of every file of a checkpoint (but the manifest itself)."""
+    files = {}
+    for root, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, path)
+            if rel == MANIFEST:
+                continue
+            crc = 0
+            with open(full, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    crc = zlib.crc32(chunk, crc)
+            files[rel] = [os.path.getsize(full), crc]
+    return {"files": files}
+
+
+def verify(directory: str, epoch: int) -> str | None:
+    """Why the checkpoint of ``epoch`` is damaged, or None if it is whole.
+
+    Checked against the manifest written after the save (sizes and CRC-32 of
+    every file), without asking orbax to read a damaged checkpoint (which
+    would fail with pages of background-thread tracebacks). A checkpoint
+    without a manifest (a run killed between the two writes) is not judged.
+    """
+    path = os.path.join(directory, f"epoch_{epoch:04d}")
+    manifest = os.path.join(path, MANIFEST)
+    if not os.path.exists(manifest):
+        return None if os.listdir(path) else "the directory is empty"
+    try:
+        want = results.read_json(manifest)["files"]
+    except (ValueError, KeyError, OSError):
+        return "its manifest is damaged"
+    have = _manifest(path)["files"]
+    missing = sorted(set(want) - set(have))
+    if missing:
+        return f"{len(missing)} file(s) missing, e.g. {missing[0]}"
+    changed = sorted(k for k in want if have[k] != want[k])
+    if changed:
+        return f"{len(changed)} file(s) changed since the save, e.g. {changed[0]}"
+    return None
+
+
+def restore_latest(directory: str, like: Any, *, log=print) -> tuple[int, Any]:
+    """Restore the newest checkpoint that restores; ``(0, like)`` if none does.
+
+    A damaged checkpoint (truncated data, missing metadata, an empty directory)
+    is reported in one line and skipped; training resumes from the one before
+    and ends with the same numbers.
+    """
+    epochs = list_epochs(directory)
+    for epoch in reversed(epochs):
+        why = verify(directory, epoch)
+        if why is None:
+            try:
+                return epoch, restore(directory, epoch, like)
+            except Exception as err:  # noqa: BLE001 - any failure means "damaged"
+                text = " ".join(str(err).split())[:120]
+                why = f"{type(err).__name__}: {text}"
+        older = [e for e in epochs if e < epoch]
+        then = f"epoch {older[-1]}" if older else "the start"
+        log(
+            f"checkpoint {os.path.join(directory, f'epoch_{epoch:04d}')} does "
+            f"not restore ({why}); resuming from {then}"
+        )
+    return 0, like

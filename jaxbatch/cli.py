@@ -11,6 +11,7 @@ import ast
 import dataclasses
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
@@ -194,6 +195,30 @@ def config_from_args(
     return sweep.SweepConfig(experiment=experiment, **values)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers and ``kill`` send), handled like Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """``--seeds -1,-2`` as ``--seeds=-1,-2``: argparse takes a value that
+    starts with ``-`` for a flag; attached, it reaches the config's checks,
+    which name the flag and the value."""
+    out = []
+    for arg in argv:
+        negative = (
+            len(arg) > 1 and arg[0] == "-" and (arg[1].isdigit() or arg[1] == ".")
+        )
+        if negative and out and out[-1].startswith("--") and "=" not in out[-1]:
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def summary_columns(members: Mapping) -> list[str]:
     """The members table's columns: what varies between members, then results."""
     varying = [
@@ -234,12 +259,14 @@ def main(
     Figure}``, saved into ``<out>/plots`` after the standard ones.
     """
     parser = build_parser(description, presets, experiment)
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(_attach_negative_values(given))
     if args.distributed:
         import jax
 
         jax.distributed.initialize()
     out = args.out or sweep.default_out(experiment)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         config = config_from_args(args, experiment, presets)
         if args.resume and not args.out:
@@ -252,18 +279,22 @@ def main(
             progress=not args.no_progress,
             plots=not args.no_plots,
         )
-    except ValueError as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
-    except KeyboardInterrupt:
-        given = list(sys.argv[1:] if argv is None else argv)
+    except (ValueError, OSError) as err:
+        # Bad input, missing data, a full disk: one line, exit 2.
+        message = " ".join(str(err).split()) if str(err) else type(err).__name__
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
+    except KeyboardInterrupt as err:
         if not args.out:
             given += ["--out", out]
         cmd = " ".join(shlex.quote(a) for a in given if a != "--resume")
+        what = "terminated" if isinstance(err, Terminated) else "interrupted"
         sys.stderr.write(
-            f"\ninterrupted. Every finished epoch is saved; continue with:\n"
+            f"\n{what}. Every finished epoch is saved; continue with:\n"
             f"  python -m experiments.{experiment} {cmd} --resume\n"
         )
-        raise SystemExit(130) from None
+        raise SystemExit(143 if isinstance(err, Terminated) else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     members = sweep.results.read_csv(os.path.join(out, "members.csv"))
     rows = [dict(zip(members, vals)) for vals in zip(*members.values())]
     print(format_table(rows, summary_columns(members)))

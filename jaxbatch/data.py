@@ -30,6 +30,7 @@ import importlib.util
 import os
 import pathlib
 import tempfile
+import warnings
 import zlib
 
 import jax.numpy as jnp
@@ -40,6 +41,7 @@ from tqdm.auto import tqdm
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 DEFAULT_VAL_FRACTION = 0.1
 DEFAULT_IMAGEFOLDER_SIZE = 224
+MIN_IMAGES_PER_CLASS = 10
 TFDS_BATCH = 1024
 IMAGE_SUFFIXES = tuple(".jpg .jpeg .png .bmp .gif .tif .tiff .webp .ppm .pgm".split())
 
@@ -427,6 +429,12 @@ def _decode_image(path: pathlib.Path, size: int) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.draft("RGB", (size, size))  # JPEG decodes at 1/2..1/8 scale: faster
+            if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+                # 16-bit (or 32-bit integer) grey: Pillow's convert("RGB") clips
+                # it to white; scale the full range to 8 bits instead.
+                wide = np.asarray(img, np.float64)
+                peak = 65535.0 if img.mode.startswith("I;16") else max(wide.max(), 1)
+                img = Image.fromarray(np.round(wide / peak * 255).astype(np.uint8))
             img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(img, np.uint8)
     except Exception as err:  # Pillow raises OSError, ValueError, SyntaxError, ...
@@ -442,6 +450,11 @@ def _imagefolder_pool(data_dir, image_size, cache, train_size, val_size) -> dict
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name[0] != ".")
     if not classes:
         raise DataNotFoundError(f"imagefolder: no class folders in {str(root)!r}")
+    if len(classes) < 2:
+        raise ValueError(
+            f"imagefolder: {str(root)!r} has one class folder ({classes[0]!r}); "
+            "classification needs at least two"
+        )
     files, labels = [], []
     for label, cls in enumerate(classes):
         found = sorted(
@@ -454,6 +467,12 @@ def _imagefolder_pool(data_dir, image_size, cache, train_size, val_size) -> dict
             raise DataNotFoundError(
                 f"imagefolder: class folder {str(root / cls)!r} holds no images "
                 f"({', '.join(IMAGE_SUFFIXES)})"
+            )
+        if len(found) < MIN_IMAGES_PER_CLASS:
+            warnings.warn(
+                f"imagefolder: class {cls!r} has only {len(found)} images; its "
+                "validation and test numbers will be noise",
+                stacklevel=3,
             )
         files += found
         labels += [label] * len(found)

@@ -303,8 +303,8 @@ def lr_grid(low: float, high: float, step: int = 3) -> np.ndarray:
     """
     if step not in _GRID_MANTISSAS:
         raise ValueError(f"step must be one of {sorted(_GRID_MANTISSAS)}, got {step=}")
-    if not (0 < low <= high):
-        raise ValueError(f"need 0 < low <= high, got {low=} and {high=}")
+    if not (0 < low <= high) or not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"need finite 0 < low <= high, got {low=} and {high=}")
     values = [
         float(f"{m}e{e}")  # the decimal literal, so 3e-4 is exactly 3e-4
         for e in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)

@@ -354,12 +354,16 @@ def run_group(
     history = _new_history(n, group.total_steps, len(group.eval_steps))
     ckpt_dir = checkpoint.group_dir(out, group.index)
     epochs_done = 0
-    if resume and (done := checkpoint.list_epochs(ckpt_dir)):
-        epochs_done = done[-1]
-        restored = checkpoint.restore(
-            ckpt_dir, epochs_done, {"state": state, "history": history}
+    if resume:
+        epochs_done, restored = checkpoint.restore_latest(
+            ckpt_dir, {"state": state, "history": history}, log=tqdm.write
         )
         state, history = restored["state"], restored["history"]
+    else:
+        # Room for the checkpoints kept (two) before training starts.
+        checkpoint.check_free_space(
+            ckpt_dir, 2 * checkpoint.tree_bytes({"s": state, "h": history})
+        )
     if epochs_done < config.epochs:
         # Compile before the clock starts, so run time and compile time are
         # reported apart: every compiled function's first call, on a throwaway

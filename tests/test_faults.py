@@ -1,0 +1,271 @@
+"""Fault injection: kills at several moments, damaged checkpoints, signals, a
+full disk, and bad input. Each ends in one clear line, and a resumed run ends
+with the numbers of a run that was never disturbed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jaxbatch import cli, results, schedules
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EPOCHS = 6
+
+
+def _cli(out, *extra, epochs=EPOCHS):
+    return [
+        sys.executable, "-m", "experiments.alexnet_bs_sweep", "--dataset", "synthetic",
+        "--train-size", "320", "--val-size", "64", "--model", "mlp", "--model-kwargs",
+        "hidden=(16,)", "--batch-sizes", "32", "--lrs", "0.02,0.05", "--schedule",
+        "step", "--epochs", str(epochs), "--eval-every", "5", "--strategy", "vmap",
+        "--no-progress", "--no-plots", "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def _same_results(a, b):
+    for name in ("members.csv", "history.csv"):
+        x = results.read_csv(os.path.join(a, name))
+        y = results.read_csv(os.path.join(b, name))
+        for col in ("final_val_loss", "test_loss", "train_eval_loss", "train_loss"):
+            if col in x:
+                np.testing.assert_allclose(y[col], x[col], atol=1e-6, err_msg=col)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    subprocess.run(_cli(out), cwd=ROOT, check=True, capture_output=True)
+    return out
+
+
+def _wait_for(proc, predicate, timeout=120):
+    deadline = time.time() + timeout
+    while not predicate() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    return predicate()
+
+
+def _ckpt(out):
+    return out / "checkpoints" / "group_0"
+
+
+def _saving(out):
+    """True while orbax writes a checkpoint (its temporary directory exists)."""
+    d = _ckpt(out)
+    return d.is_dir() and any(not n.startswith("epoch_") for n in os.listdir(d))
+
+
+MOMENTS = {
+    "during the first compile": lambda out: (out / "config.json").exists(),
+    "after epoch 2": lambda out: (_ckpt(out) / "epoch_0002").exists(),
+    "while a checkpoint is written": _saving,
+}
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_sigkill_then_resume_equals_uninterrupted(moment, reference, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_cli(out), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    hit = _wait_for(proc, lambda: MOMENTS[moment](out))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if not hit or proc.returncode != -signal.SIGKILL:
+        pytest.skip(f"the run passed '{moment}' before it could be killed")
+    subprocess.run(_cli(out, "--resume"), cwd=ROOT, check=True, capture_output=True)
+    _same_results(reference, out)
+
+
+def _truncate_data(step):
+    files = [os.path.join(d, f) for d, _, fs in os.walk(step) for f in fs]
+    biggest = max(files, key=os.path.getsize)
+    with open(biggest, "r+b") as f:
+        f.truncate(os.path.getsize(biggest) // 2)
+
+
+def _delete(name):
+    def damage(step):
+        path = step / name
+        assert path.exists(), sorted(os.listdir(step))
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+    return damage
+
+
+def _empty(step):
+    shutil.rmtree(step)
+    step.mkdir()
+
+
+DAMAGE = {
+    "truncated data file": _truncate_data,
+    "_METADATA deleted": _delete("_METADATA"),
+    "ocdbt.process_0 deleted": _delete("ocdbt.process_0"),
+    "empty step directory": _empty,
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_newest_checkpoint_falls_back_to_the_one_before(damage, reference,
+                                                                 tmp_path):  # fmt: skip
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    for name in ("members.csv", "history.csv"):
+        (out / name).unlink()
+    DAMAGE[damage](_ckpt(out) / f"epoch_{EPOCHS:04d}")
+    done = subprocess.run(_cli(out, "--resume"), cwd=ROOT, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = [line for line in (done.stdout + done.stderr).splitlines()
+            if "does not restore" in line]  # fmt: skip
+    assert len(said) == 1 and f"resuming from epoch {EPOCHS - 1}" in said[0], said
+    assert "Traceback" not in done.stderr
+    _same_results(reference, out)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_sigint_say_how_to_resume(sig, code, reference, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_cli(out), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert _wait_for(proc, lambda: (_ckpt(out) / "epoch_0002").exists())
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert proc.returncode == code, err[-2000:]
+    assert "Traceback" not in err, err[-3000:]
+    resume = [line for line in err.splitlines() if "--resume" in line]
+    assert len(resume) == 1 and "experiments.alexnet_bs_sweep" in resume[0]
+    subprocess.run(_cli(out, "--resume"), cwd=ROOT, check=True, capture_output=True)
+    _same_results(reference, out)
+
+
+def test_disk_full_is_one_line_and_resumable(reference, tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs",
+                           str(mnt)], capture_output=True)  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"cannot make a small filesystem here: {made.stderr!r}")
+    try:
+        out = mnt / "run"
+        done = subprocess.run(_cli(out), cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 2, done.stderr[-2000:]
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "disk" in lines[0] and "free" in lines[0], lines
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+        subprocess.run(_cli(out, "--resume"), cwd=ROOT, check=True,
+                       capture_output=True)  # fmt: skip
+        _same_results(reference, out)
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+# --- bad input: one line, exit 2, nothing that blocks a new run ------------------
+
+
+def _fail(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main("alexnet_bs_sweep", "", {"quick": {}}, argv)
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2, err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+BASE = ["--model", "mlp", "--model-kwargs", "hidden=(8,)", "--epochs", "1",
+        "--strategy", "vmap", "--no-progress", "--no-plots"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--dataset", "fashion_mnist", "--data-dir", "/nonexistent"],
+            "Fashion-MNIST not found in /nonexistent",
+        ),
+        (["--dataset", "imagefolder", "--data-dir", "/nonexistent"], "does not exist"),
+        (["--seed", "-3"], "seed must be an integer in \\[0, 2\\*\\*31\\), got -3"),
+        (["--seeds", "99999999999999999999"], "seed must be an integer in"),
+        (["--seeds", "-1,-2"], "seed must be an integer in \\[0, 2\\*\\*31\\), got -1"),
+        (["--warmup-epochs", "nan"], "warmup_epochs must be >= 0, got nan"),
+    ],
+)
+def test_bad_flags_are_one_line(flags, message, tmp_path, capsys):
+    err = _fail([*BASE, "--dataset", "synthetic", "--out", str(tmp_path / "o"),
+                 *flags], capsys)  # fmt: skip
+    assert __import__("re").search(message, err), err
+    assert not (tmp_path / "o" / "checkpoints").exists()
+
+
+def test_empty_data_dir_and_bad_image_folders_are_one_line(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    err = _fail([*BASE, "--data-dir", str(empty), "--out", str(tmp_path / "a")], capsys)
+    assert "not found" in err
+    err = _fail([*BASE, "--dataset", "imagefolder", "--data-dir", str(empty),
+                 "--out", str(tmp_path / "b")], capsys)  # fmt: skip
+    assert "no class folders" in err
+    one = tmp_path / "one" / "cats"
+    one.mkdir(parents=True)
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i, i, i)).save(one / f"{i}.png")
+    argv = [*BASE, "--dataset", "imagefolder", "--data-dir", str(one.parent),
+            "--image-size", "8", "--out", str(tmp_path / "c")]  # fmt: skip
+    err = _fail(argv, capsys)
+    assert "needs at least two" in err
+
+
+def test_sixteen_bit_images_keep_their_contrast(tmp_path):
+    from PIL import Image
+
+    from jaxbatch import data
+
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).astype(np.uint16)
+    path = tmp_path / "x.png"
+    Image.fromarray(ramp).save(path)  # uint16: mode I;16
+    with Image.open(path) as img:
+        assert img.mode.startswith("I")
+    x = data._decode_image(path, 8)
+    np.testing.assert_allclose(x[..., 0], np.round(ramp / 65535 * 255), atol=1)
+    assert x.mean() < 200  # not clipped to white
+
+
+def test_out_that_is_a_file_or_a_foreign_directory_is_refused(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    err = _fail([*BASE, "--dataset", "synthetic", "--out", str(f)], capsys)
+    assert "is a file" in err
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "members.csv").write_text("mine")
+    err = _fail([*BASE, "--dataset", "synthetic", "--out", str(foreign)], capsys)
+    assert "holds no jaxbatch run" in err
+    assert (foreign / "members.csv").read_text() == "mine"
+
+
+def test_corrupt_config_json_names_the_file(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = [*BASE, "--dataset", "synthetic", "--train-size", "64", "--val-size",
+            "32", "--batch-sizes", "32", "--out", str(out)]  # fmt: skip
+    cli.main("alexnet_bs_sweep", "", {"quick": {}}, argv)
+    capsys.readouterr()
+    (out / "config.json").write_text("{ not json")
+    err = _fail([*argv, "--resume"], capsys)
+    assert "config.json is damaged" in err and "start a new --out" in err
+
+
+def test_lr_grid_with_infinite_end_is_a_clear_error():
+    with pytest.raises(ValueError, match="finite 0 < low <= high"):
+        schedules.lr_grid(1e-3, float("inf"))
