@@ -19,12 +19,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 
-from jaxbatch import engine, models, optim, recipes, schedules
+from jaxbatch import engine, models, optim, recipes, results, schedules
 
 
 def field(default, help: str, *, flag: str | None = None, parse: str | None = None):
@@ -98,6 +99,11 @@ class ModelConfig:
     model_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = field(
         (), "per-model options (research code only)", parse="none"
     )
+    init_from: str | None = field(
+        None, "start every member from a finished run's weights: RUN_DIR[:MEMBER] "
+        "(default member: the run's best by validation accuracy); a head whose "
+        "class count differs is initialised afresh"
+    )
 
     def model_list(self) -> tuple[str, ...]:
         return tuple(self.models) or (self.model,)
@@ -112,6 +118,8 @@ class ModelConfig:
     def validate(self):
         for name in self.model_list():
             _choice("model", name, models.available_models())
+        if self.init_from is not None:
+            results.params_path(*results.parse_run_member(self.init_from))
         unused = set(dict(self.model_kwargs)) - {
             k for name in self.model_list() for k in models.model_kwargs(name)
         }
@@ -328,9 +336,17 @@ class OptimConfig:
         "'Conv_0=0.1,bias=2' (a parameter gets the product of its matches)",
         parse="multipliers",
     )
+    freeze: tuple[str, ...] = field(
+        (), "comma-separated regexes of parameters kept fixed (LR multiplier 0)"
+    )
 
     def validate(self):
         _choice("optimizer", self.optimizer, optim.OPTIMIZERS)
+        for pattern in (*dict(self.lr_multipliers), *self.freeze):
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"bad parameter regex {pattern!r}: {err}") from None
         for pattern, mult in self.lr_multipliers:
             if not (
                 isinstance(mult, int | float) and mult >= 0 and math.isfinite(mult)
@@ -599,6 +615,9 @@ class SweepConfig:
         m = member.replace(**{**defaults, **values})
         if m.decay_epochs is None:
             m = m.replace(decay_epochs=ev.epochs / 2)
+        own = dict(m.lr_multipliers or ())
+        mults = {**dict(oc.lr_multipliers), **own, **{p: 0.0 for p in oc.freeze}}
+        m = m.replace(lr_multipliers=tuple(mults.items()))
         if m.plateau_factor is None:
             m = m.replace(plateau_factor=0.5 if m.schedule == "plateau" else 1.0)
         if m.optimizer == "adamw":  # AdamW is Adam with decoupled decay

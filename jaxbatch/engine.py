@@ -109,7 +109,9 @@ class TrainSpec:
         ``"no_bias_bn"``.
       drop_last: drop the remainder of each epoch's permutation; otherwise it
         trains as a smaller last batch (a second compiled step).
-      lr_multipliers: ``(pattern, multiplier)`` pairs for per-parameter LRs.
+      multiplier_patterns: regexes of parameter paths with an LR multiplier;
+        each member's multipliers are data (``hp["lr_mult"]``, one per
+        pattern; a parameter gets the product of its matches, 0 freezes it).
       plateau: per-member ``ReduceOnPlateau`` on ``control_metric``: its scale
         multiplies the LR, and with ``stop_scale`` it stops the member.
       early_stopping: per-member ``EarlyStopping`` on ``control_metric``; a
@@ -137,7 +139,7 @@ class TrainSpec:
     weight_decay_modes: tuple[str, ...] = ("l2",)
     decay_mask: str | None = None
     drop_last: bool = False
-    lr_multipliers: tuple[tuple[str, float], ...] = ()
+    multiplier_patterns: tuple[str, ...] = ()
     plateau: schedules.ReduceOnPlateau | None = None
     early_stopping: schedules.EarlyStopping | None = None
     control_metric: str = "val_loss"
@@ -224,6 +226,7 @@ class MemberState:
     plateau: Any  # schedules.PlateauState, or () without a plateau rule
     early: Any  # schedules.EarlyStoppingState, or () without early stopping
     best_params: Any  # params at the best early-stopping metric, or {}
+    best_batch_stats: Any  # their BatchNorm statistics, or {}
 
 
 def check_placement(devices: int, precision: str) -> None:
@@ -382,7 +385,8 @@ def make_tx(spec: TrainSpec, hp: Mapping, lr) -> optax.GradientTransformation:
         nesterov=spec.nesterov,
         weight_decay={mode: hp[keys[mode]] for mode in spec.weight_decay_modes},
         decay_mask=spec.decay_mask,
-        lr_multipliers=dict(spec.lr_multipliers) or None,
+        lr_multipliers=dict(zip(spec.multiplier_patterns, hp["lr_mult"], strict=True))
+        or None,
     )
 
 
@@ -395,14 +399,41 @@ def _variables(state: MemberState) -> dict:
     return {"params": state.params}
 
 
-def init_member(spec: TrainSpec, hp: Mapping) -> MemberState:
-    """A fresh member state from its own seed (vmap it for a group)."""
+def _overlay(fresh, base):
+    """``fresh`` with every leaf that ``base`` has at the same path and shape
+    taken from ``base`` (a new classifier head keeps its fresh values)."""
+    if not base:
+        return fresh
+    found = {
+        jax.tree_util.keystr(path): leaf
+        for path, leaf in jax.tree_util.tree_flatten_with_path(base)[0]
+    }
+
+    def pick(path, leaf):
+        other = found.get(jax.tree_util.keystr(path))
+        if other is None or other.shape != leaf.shape:
+            return leaf
+        return jnp.asarray(other, leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(pick, fresh)
+
+
+def init_member(
+    spec: TrainSpec, hp: Mapping, base: Mapping | None = None
+) -> MemberState:
+    """A fresh member state from its own seed (vmap it for a group).
+
+    ``base``: ``{"params": ..., "batch_stats": ...}`` of a trained model to
+    start from (``--init-from``); leaves whose path or shape differ (a new
+    head) keep their fresh initialisation.
+    """
     model = spec.build_model()
     k_params, k_dropout = jax.random.split(_init_key(hp))
     x = jnp.zeros((1, *spec.image_shape), jnp.float32)
     variables = model.init({"params": k_params, "dropout": k_dropout}, x, train=False)
-    params = variables["params"]
-    batch_stats = variables.get("batch_stats", {})
+    base = base or {}
+    params = _overlay(variables["params"], base.get("params"))
+    batch_stats = _overlay(variables.get("batch_stats", {}), base.get("batch_stats"))
     opt_state = make_tx(spec, hp, 0.0).init(params)
     return MemberState(
         params=params,
@@ -419,6 +450,7 @@ def init_member(spec: TrainSpec, hp: Mapping) -> MemberState:
         plateau=spec.plateau.init() if spec.plateau else (),
         early=spec.early_stopping.init() if spec.early_stopping else (),
         best_params=params if spec.early_stopping else {},
+        best_batch_stats=batch_stats if spec.early_stopping else {},
     )
 
 
@@ -445,6 +477,9 @@ def update_control(
         new = new.replace(
             early=early,
             best_params=_tree_where(improved, state.params, state.best_params),
+            best_batch_stats=_tree_where(
+                improved, state.batch_stats, state.best_batch_stats
+            ),
             stopped=new.stopped | early.stopped,
         )
     return _tree_where(state.diverged, state, new)
@@ -589,7 +624,7 @@ def eval_batch(spec: TrainSpec, state: MemberState, batch: Mapping):
 class GroupFns:
     """The compiled functions of one group (all take and return member-axis trees)."""
 
-    init: Callable  # hp -> state
+    init: Callable  # (hp, base=None) -> state; base: weights to start from
     start_epoch: Callable  # (state, hp) -> state
     train: Callable  # (state, hp, data) -> (state, metrics[members, steps_per_call])
     train_one: Callable  # same, one step
@@ -605,8 +640,8 @@ def group_fns(spec: TrainSpec) -> GroupFns:
     ``spec.strategy`` must not be ``"auto"`` (see :func:`auto_strategy`).
     """
 
-    def member_init(hp, _):
-        return init_member(spec, hp)
+    def member_init(hp, base):
+        return init_member(spec, hp, base)
 
     def member_epoch(args, _):
         state, hp = args
@@ -647,7 +682,7 @@ def group_fns(spec: TrainSpec) -> GroupFns:
     epoch = mapped(member_epoch, "vmap")
     control = mapped(member_control)
     return GroupFns(
-        init=jax.jit(lambda hp: init(hp, None)),
+        init=jax.jit(lambda hp, base=None: init(hp, base)),
         start_epoch=jax.jit(lambda state, hp: epoch((state, hp), None)),
         train=train_fn(spec.steps_per_call),
         train_one=train_fn(1),
@@ -762,7 +797,7 @@ def stack_hparams(members: list[Mapping[str, Any]]) -> dict[str, jax.Array]:
     ``milestones_ex`` is a ``[members, 8]`` vector padded with a step never
     reached.
     """
-    known = set(HPARAM_DEFAULTS) | set(HPARAM_VECTORS)
+    known = set(HPARAM_DEFAULTS) | set(HPARAM_VECTORS) | {"lr_mult"}
     unknown = {k for m in members for k in m} - known
     if unknown:
         raise ValueError(
@@ -781,6 +816,15 @@ def stack_hparams(members: list[Mapping[str, Any]]) -> dict[str, jax.Array]:
                 raise ValueError(f"at most {size} {key}, got {len(v)}")
             rows.append(v + [_NEVER] * (size - len(v)))
         out[key] = jnp.asarray(np.asarray(rows, np.int64).reshape(-1, size), jnp.int32)
+    # LR multipliers: one per pattern of the group (the same count for all).
+    mults = [list(m.get("lr_mult", ())) for m in members]
+    if len({len(v) for v in mults}) > 1:
+        raise ValueError("every member needs one lr_mult per multiplier pattern")
+    width = len(mults[0]) if mults else 0
+    table = np.ones((len(members), width), np.float32)
+    for i, v in enumerate(mults):
+        table[i, :] = v
+    out["lr_mult"] = jnp.asarray(table)
     return out
 
 

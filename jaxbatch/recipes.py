@@ -69,6 +69,9 @@ class Member:
       weight_decay, weight_decay_mode: coefficient and ``l2`` / ``decoupled``
         / ``l1``.
       plateau_factor: LR factor on a stalled metric (1: off).
+      lr_multipliers: ``((regex, multiplier), ...)`` per-layer LRs (a
+        parameter gets the product of its matches; 0 freezes it), added to
+        the sweep's own.
       seed: initialisation, data order and dropout.
       tags: extra columns for ``members.csv``, ``((name, value), ...)``.
     """
@@ -93,6 +96,7 @@ class Member:
     weight_decay: float | None = None
     weight_decay_mode: str | None = None
     plateau_factor: float | None = None
+    lr_multipliers: tuple[tuple[str, float], ...] | None = None
     seed: int | None = None
     tags: tuple[tuple[str, Any], ...] = ()
 
@@ -101,6 +105,12 @@ class Member:
         if isinstance(tags, Mapping):
             tags = tuple(tags.items())
         object.__setattr__(self, "tags", tuple((str(k), v) for k, v in tags))
+        mults = self.lr_multipliers
+        if mults is not None:
+            if isinstance(mults, Mapping):
+                mults = mults.items()
+            mults = tuple((str(k), float(v)) for k, v in mults)
+            object.__setattr__(self, "lr_multipliers", mults)
         for name in ("batch_milestones", "milestones"):
             value = getattr(self, name)
             if value is not None:
@@ -152,6 +162,13 @@ def _coerce(key: str, value):
     """Text from a CSV cell (or JSON values) as the field's type."""
     if key in _STRS:
         return str(value).strip()
+    if key == "lr_multipliers":
+        if isinstance(value, str):  # "Conv_0=0.1 bias=2"
+            pairs = [p.rpartition("=") for p in value.replace(";", " ").split()]
+            if any(not sep or not k for k, sep, _ in pairs):
+                raise ValueError(f"lr_multipliers must be REGEX=MULT pairs, got {value!r}")
+            return tuple((k, float(v)) for k, _, v in pairs)
+        return tuple(dict(value).items()) if isinstance(value, Mapping) else value
     if key in _TUPLES:
         if isinstance(value, str):
             parts = value.replace(";", " ").replace(",", " ").split()
@@ -349,6 +366,9 @@ def check(member: Member) -> None:
         ms = member.batch_milestones
         if any(m <= 0 for m in ms) or list(ms) != sorted(ms):
             raise bad(f"batch_milestones must be increasing positive epochs, got {ms}")
+    for pattern, mult in member.lr_multipliers or ():
+        if not (mult >= 0 and math.isfinite(mult)):
+            raise bad(f"lr multiplier for {pattern!r} must be >= 0, got {mult!r}")
     if not (isinstance(member.seed, int) and 0 <= member.seed < 2**31):
         raise bad(f"seed must be an integer in [0, 2**31), got {member.seed!r}")
 

@@ -77,3 +77,75 @@ def read_csv(path: str) -> dict[str, np.ndarray]:
         except ValueError:
             out[name] = np.array(col)
     return out
+
+
+# --- trained weights ------------------------------------------------------------------
+# ``<run>/params/member_<i>.msgpack``: {"final": {"params", "batch_stats"},
+# "best": {...} (under early stopping)}, numpy arrays in flax's msgpack format.
+
+
+def parse_run_member(spec: str) -> tuple[str, int]:
+    """``"RUN_DIR[:MEMBER]"`` -> ``(run_dir, member)``; without a member, the
+    run's best member by validation accuracy."""
+    run_dir, sep, member = spec.rpartition(":")
+    if not sep or not member.isdigit():
+        run_dir, member = spec, ""
+    if not os.path.isfile(os.path.join(run_dir, "members.csv")):
+        raise ValueError(
+            f"--init-from {spec}: {run_dir} holds no finished run (no members.csv)"
+        )
+    if member:
+        return run_dir, int(member)
+    members = read_csv(os.path.join(run_dir, "members.csv"))
+    accs = np.nan_to_num(members["best_val_acc"].astype(float), nan=-1.0)
+    return run_dir, int(members["member"][int(np.argmax(accs))])
+
+
+def params_path(run_dir: str, member: int) -> str:
+    path = os.path.join(run_dir, "params", f"member_{member}.msgpack")
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"{run_dir} has no saved weights of member {member} ({path}); the "
+            "members with weights are: "
+            + (", ".join(sorted(os.listdir(os.path.dirname(path))))
+               if os.path.isdir(os.path.dirname(path)) else "none")
+        )  # fmt: skip
+    return path
+
+
+def save_params(run_dir: str, member: int, weights: Mapping) -> str:
+    """Write one member's weights (atomically)."""
+    from flax import serialization
+
+    directory = os.path.join(run_dir, "params")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"member_{member}.msgpack")
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(serialization.msgpack_serialize(_numpy(weights)))
+    os.replace(tmp, path)
+    return path
+
+
+def load_params(run_dir: str, member: int, which: str = "final") -> dict:
+    """A member's trained weights: ``{"params": ..., "batch_stats": ...}``.
+
+    ``which``: ``"final"`` (the end of training, or where the member stopped)
+    or ``"best"`` (the best evaluation under early stopping).
+    """
+    from flax import serialization
+
+    with open(params_path(run_dir, member), "rb") as f:
+        saved = serialization.msgpack_restore(f.read())
+    if which not in saved:
+        raise ValueError(
+            f"member {member} of {run_dir} has no {which!r} weights (saved: "
+            f"{', '.join(saved)}); 'best' needs early stopping"
+        )
+    return saved[which]
+
+
+def _numpy(tree):
+    if isinstance(tree, Mapping):
+        return {k: _numpy(v) for k, v in tree.items()}
+    return np.asarray(tree)

@@ -124,8 +124,12 @@ class GroupRun:
         return np.asarray(out, np.int64)
 
 
-def member_hparams(m: recipes.Member, n_train: int, epochs: int) -> dict:
-    """A resolved recipe as the compiled step's data (times in examples)."""
+def member_hparams(
+    m: recipes.Member, n_train: int, epochs: int, patterns: tuple[str, ...] = ()
+) -> dict:
+    """A resolved recipe as the compiled step's data (times in examples; one
+    LR multiplier per pattern of the group, 1 where the member sets none)."""
+    mults = dict(m.lr_multipliers or ())
     ex = lambda e: max(1, round(e * n_train))  # noqa: E731
     wd = {"l2": "wd_l2", "l1": "wd_l1", "decoupled": "wd_decoupled"}
     return {
@@ -144,6 +148,7 @@ def member_hparams(m: recipes.Member, n_train: int, epochs: int) -> dict:
         "warmup_ex": round(m.warmup_epochs * n_train),
         "warmup_start": m.warmup_start,
         "plateau_factor": m.plateau_factor,
+        "lr_mult": [mults.get(p, 1.0) for p in patterns],
         "seed": m.seed,
     }
 
@@ -172,6 +177,9 @@ def plan_groups(config: SweepConfig, ds: data.Dataset) -> list[GroupRun]:
                     "examples); lower --batch-sizes or raise --train-size"
                 )
         modes = {members[i].weight_decay_mode for i in indices}
+        patterns = tuple(
+            dict.fromkeys(p for i in indices for p, _ in members[i].lr_multipliers)
+        )
         spec = engine.TrainSpec(
             model=model,
             model_kwargs=config.kwargs_for(model),
@@ -184,7 +192,7 @@ def plan_groups(config: SweepConfig, ds: data.Dataset) -> list[GroupRun]:
             weight_decay_modes=tuple(m for m in optim.WEIGHT_DECAY_MODES if m in modes),
             decay_mask=config.decay_mask,
             drop_last=config.drop_last,
-            lr_multipliers=config.lr_multipliers,
+            multiplier_patterns=patterns,
             control_metric=config.control_metric,
             **config.control.rules(0.5 if any_plateau else None),
             eval_batch_size=config.eval_batch_size,
@@ -194,11 +202,11 @@ def plan_groups(config: SweepConfig, ds: data.Dataset) -> list[GroupRun]:
             devices=config.devices,
             compute_dtype=config.precision,
         )
-        if config.lr_multipliers:
+        if patterns:
             check_multipliers(spec)
         group_members = [{"member": i, "recipe": members[i]} for i in indices]
         hp = engine.stack_hparams(
-            [member_hparams(members[i], n_train, epochs) for i in indices]
+            [member_hparams(members[i], n_train, epochs, patterns) for i in indices]
         )
         epoch_steps = np.asarray(
             [dataclasses.replace(spec, batch_size=b).steps_per_epoch for b in sizes]
@@ -222,7 +230,7 @@ def check_multipliers(spec: engine.TrainSpec) -> None:
         lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x
     )
     paths = optim.param_paths(shapes["params"])
-    for pattern, _ in spec.lr_multipliers:
+    for pattern in spec.multiplier_patterns:
         if not any(re.search(pattern, p) for p in paths):
             raise ValueError(
                 f"lr multiplier pattern {pattern!r} matches no parameter of "
@@ -332,8 +340,13 @@ def run_group(
     *,
     resume: bool,
     progress: bool = True,
+    base: Mapping | None = None,
 ) -> dict[str, np.ndarray]:
     """Train one group to the end (or continue it), checkpointing every epoch.
+
+    ``base``: weights every member starts from (``--init-from``). Each member's
+    final (and, under early stopping, best) weights are saved in
+    ``<out>/params/`` for :func:`jaxbatch.results.load_params`.
 
     ``train`` and ``evals`` come from :func:`device_data`. At a batch-size
     phase boundary the next phase's compiled step takes over the same state.
@@ -349,7 +362,7 @@ def run_group(
     hp, n_real = engine.pad_members(group.hp, engine.member_multiple(spec0))
     n = len(hp["lr"])
     t0 = time.perf_counter()
-    state = jax.block_until_ready(fns0.init(hp))
+    state = jax.block_until_ready(fns0.init(hp, base))
     compile_s = time.perf_counter() - t0
     history = _new_history(n, group.total_steps, len(group.eval_steps))
     ckpt_dir = checkpoint.group_dir(out, group.index)
@@ -443,11 +456,31 @@ def run_group(
     bar.close()
     final = engine.fetch({"diverged": state.diverged, "stopped": state.stopped,
                           "lr_scale": state.lr_scale})  # fmt: skip
+    if spec0.early_stopping is not None:
+        # the evaluation whose parameters early stopping kept
+        final["best_eval"] = engine.fetch(state.early.best_step)
     final.update(
         _final_evaluation(fns0, spec0, state, evals, spec0.early_stopping is not None)
     )
     history.update(final, compile_s=np.asarray(compile_s), strategy=strategy)
+    if jax.process_index() == 0:
+        _save_member_weights(out, group, state, spec0.early_stopping is not None)
     return {k: (v[:n_real] if np.ndim(v) else v) for k, v in history.items()}
+
+
+def _save_member_weights(out: str, group: GroupRun, state, best: bool) -> None:
+    weights = {
+        "final": {"params": state.params, "batch_stats": state.batch_stats},
+    }
+    if best:
+        weights["best"] = {
+            "params": state.best_params,
+            "batch_stats": state.best_batch_stats,
+        }
+    weights = engine.fetch(weights)
+    for i, entry in enumerate(group.members):
+        mine = jax.tree.map(lambda a, i=i: a[i], weights)
+        results.save_params(out, entry["member"], mine)
 
 
 # Recipe fields written to members.csv (after member, group, model and tags):
@@ -489,8 +522,10 @@ def summarize(group: GroupRun, history: Mapping, config: SweepConfig) -> list[di
 
     ``final_train_*`` are means over the member's last epoch of batches (what
     the training curve shows); ``train_eval_*``, ``final_val_*`` and ``test_*``
-    are the final parameters evaluated in eval mode, and the gaps come from
-    those clean numbers: ``gap_loss = final_val_loss - train_eval_loss``,
+    are the final parameters evaluated in eval mode; ``best_val_*`` are those
+    of the best evaluation by ``control_metric`` (under early stopping the one
+    whose parameters it kept, ``best_test_*`` their test numbers); the gaps
+    come from the clean numbers: ``gap_loss = final_val_loss - train_eval_loss``,
     ``gap_acc = train_eval_acc - final_val_acc``. A stopped member's numbers
     are those where it stopped (under early stopping ``best_test_*`` come from
     its best parameters); a diverged member's are empty.
@@ -517,7 +552,7 @@ def summarize(group: GroupRun, history: Mapping, config: SweepConfig) -> list[di
         val_acc = float(history["val_acc"][i, e]) if e is not None else nan
         accs = history["val_acc"][i]
         has_acc = np.isfinite(accs).any()
-        best = int(np.nanargmax(accs)) if has_acc else -1
+        best = _best_eval(history, i, config.control_metric) if has_acc else -1
         row = {
             "member": entry["member"],
             "group": group.index,
@@ -526,6 +561,7 @@ def summarize(group: GroupRun, history: Mapping, config: SweepConfig) -> list[di
             **{k: getattr(m, k) for k in RECIPE_COLUMNS if hasattr(m, k)},
             "batch_schedule": _batch_schedule(m),
             "milestones": " ".join(f"{v:g}" for v in m.milestones or ()),
+            "lr_multipliers": " ".join(f"{p}={v:g}" for p, v in m.lr_multipliers or ()),
             "final_train_loss": mean("train_loss"),
             "final_train_acc": mean("train_acc"),
             "train_eval_loss": final("train_eval_loss"),
@@ -552,6 +588,16 @@ def summarize(group: GroupRun, history: Mapping, config: SweepConfig) -> list[di
         }
         rows.append(row)
     return rows
+
+
+def _best_eval(history: Mapping, i: int, metric: str) -> int:
+    """The member's best evaluation: the one early stopping kept, else the
+    best by the control metric (lowest loss or highest accuracy)."""
+    if "best_eval" in history and history["best_eval"][i] >= 0:
+        return int(history["best_eval"][i])
+    if metric == "val_acc":
+        return int(np.nanargmax(history["val_acc"][i]))
+    return int(np.nanargmin(history["val_loss"][i]))
 
 
 def history_rows(group: GroupRun, history: Mapping):
@@ -661,6 +707,11 @@ def run(
         image_size=config.image_size,
     )
     groups = plan_groups(config, ds)  # validates batch sizes against the data
+    base = None
+    if config.init_from:
+        run_dir, member = results.parse_run_member(config.init_from)
+        base = jax.tree.map(jax.numpy.asarray, results.load_params(run_dir, member))
+        print(f"initialising every member from member {member} of {run_dir}")
     meta = {
         "config": current,
         "environment": environment(),
@@ -695,8 +746,9 @@ def run(
     member_rows, histories = [], []
     for group in groups:
         history = run_group(
-            group, train, evals, config, out, resume=resume, progress=progress
-        )
+            group, train, evals, config, out, resume=resume, progress=progress,
+            base=base,
+        )  # fmt: skip
         member_rows += summarize(group, history, config)
         histories.append((group, history))
         if writer:
