@@ -5,6 +5,7 @@ with the numbers of a run that was never disturbed."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -60,7 +61,11 @@ def _ckpt(out):
 def _saving(out):
     """True while orbax writes a checkpoint (its temporary directory exists)."""
     d = _ckpt(out)
-    return d.is_dir() and any(not n.startswith("epoch_") for n in os.listdir(d))
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return False
+    return any(not re.fullmatch(r"epoch_\d+", n) for n in names)
 
 
 MOMENTS = {
@@ -131,12 +136,18 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(damage, referenc
     _same_results(reference, out)
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_sigterm_and_sigint_say_how_to_resume(sig, code, reference, tmp_path):
+@pytest.mark.parametrize(
+    ("sig", "code", "moment"),
+    [
+        (signal.SIGTERM, 143, "after epoch 2"),
+        (signal.SIGINT, 130, "after epoch 2"),
+    ],
+)
+def test_sigterm_and_sigint_say_how_to_resume(sig, code, moment, reference, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(_cli(out), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert _wait_for(proc, lambda: (_ckpt(out) / "epoch_0002").exists())
+    assert _wait_for(proc, lambda: MOMENTS[moment](out))
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     if proc.returncode == 0:
@@ -147,6 +158,22 @@ def test_sigterm_and_sigint_say_how_to_resume(sig, code, reference, tmp_path):
     assert len(resume) == 1 and "experiments.alexnet_bs_sweep" in resume[0]
     subprocess.run(_cli(out, "--resume"), cwd=ROOT, check=True, capture_output=True)
     _same_results(reference, out)
+
+
+def test_a_signal_during_a_checkpoint_save_waits_for_the_save(tmp_path):
+    from jaxbatch import checkpoint
+
+    tree = {"w": np.arange(1000, dtype=np.float32)}
+    seen = []
+    with pytest.raises(KeyboardInterrupt):
+        with checkpoint.deferred_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the signal arrives here, and waits
+            checkpoint.save(str(tmp_path), 1, tree)
+            seen.append("saved")
+    assert seen == ["saved"]
+    assert checkpoint.verify(str(tmp_path), 1) is None  # complete and whole
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_disk_full_is_one_line_and_resumable(reference, tmp_path):
