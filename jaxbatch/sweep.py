@@ -463,12 +463,12 @@ def run_group(
         _final_evaluation(fns0, spec0, state, evals, spec0.early_stopping is not None)
     )
     history.update(final, compile_s=np.asarray(compile_s), strategy=strategy)
-    if jax.process_index() == 0:
-        _save_member_weights(out, group, state, spec0.early_stopping is not None)
+    _save_member_weights(out, group, state, spec0.early_stopping is not None)
     return {k: (v[:n_real] if np.ndim(v) else v) for k, v in history.items()}
 
 
 def _save_member_weights(out: str, group: GroupRun, state, best: bool) -> None:
+    """Every host gathers the weights (a collective); host 0 writes them."""
     weights = {
         "final": {"params": state.params, "batch_stats": state.batch_stats},
     }
@@ -478,6 +478,8 @@ def _save_member_weights(out: str, group: GroupRun, state, best: bool) -> None:
             "batch_stats": state.best_batch_stats,
         }
     weights = engine.fetch(weights)
+    if jax.process_index() != 0:
+        return
     for i, entry in enumerate(group.members):
         mine = jax.tree.map(lambda a, i=i: a[i], weights)
         results.save_params(out, entry["member"], mine)

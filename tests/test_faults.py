@@ -165,6 +165,8 @@ def test_a_signal_during_a_checkpoint_save_waits_for_the_save(tmp_path):
 
     tree = {"w": np.arange(1000, dtype=np.float32)}
     seen = []
+    # Python's own Ctrl-C handler (a library imported earlier may have set another)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     with pytest.raises(KeyboardInterrupt):
         with checkpoint.deferred_signals():
             os.kill(os.getpid(), signal.SIGINT)
@@ -174,6 +176,7 @@ def test_a_signal_during_a_checkpoint_save_waits_for_the_save(tmp_path):
     assert seen == ["saved"]
     assert checkpoint.verify(str(tmp_path), 1) is None  # complete and whole
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    signal.signal(signal.SIGINT, previous)
 
 
 def test_disk_full_is_one_line_and_resumable(reference, tmp_path):
