@@ -100,9 +100,10 @@ class ModelConfig:
         (), "per-model options (research code only)", parse="none"
     )
     init_from: str | None = field(
-        None, "start every member from a finished run's weights: RUN_DIR[:MEMBER] "
+        None,
+        "start every member from a finished run's weights: RUN_DIR[:MEMBER] "
         "(default member: the run's best by validation accuracy); a head whose "
-        "class count differs is initialised afresh"
+        "class count differs is initialised afresh",
     )
 
     def model_list(self) -> tuple[str, ...]:
@@ -198,6 +199,11 @@ class MembersConfig:
     )
 
     def validate(self):
+        _choice("lr_scaling", self.lr_scaling, recipes.LR_SCALING_RULES)
+        if self.lr_scaling != "none":
+            if self.base_batch_size is None:
+                raise ValueError("--lr-scaling needs --base-batch-size B")
+            _positive("base_batch_size", self.base_batch_size, integer=True)
         if self.recipes or self.members_file:
             return
         for name in ("batch_sizes", "lrs", "weight_decays", "momentums", "seeds",
@@ -207,11 +213,6 @@ class MembersConfig:
             _choice("schedule", kind, recipes.SCHEDULE_KINDS)
         for mode in self.weight_decay_modes:
             _choice("weight_decay_mode", mode, optim.WEIGHT_DECAY_MODES)
-        _choice("lr_scaling", self.lr_scaling, recipes.LR_SCALING_RULES)
-        if self.lr_scaling != "none":
-            if self.base_batch_size is None:
-                raise ValueError("--lr-scaling needs --base-batch-size B")
-            _positive("base_batch_size", self.base_batch_size, integer=True)
         self.random_count()
         for name in ("lr_range", "weight_decay_range", "momentum_range"):
             lo_hi = getattr(self, name)
@@ -250,10 +251,11 @@ class MembersConfig:
         else:
             base = None
         if base is not None:
+            out = base
             if len(model_list) > 1:
-                return [m if m.model else m.replace(model=name)
-                        for name in model_list for m in base]  # fmt: skip
-            return base
+                out = [m if m.model else m.replace(model=name)
+                       for name in model_list for m in base]  # fmt: skip
+            return self._scaled(out)
         out = []
         n = self.random_count()
         for name in model_list:
@@ -277,9 +279,17 @@ class MembersConfig:
                     schedule=self.schedules, weight_decay_mode=self.weight_decay_modes,
                     seed=self.seeds,
                 )  # fmt: skip
-        if self.lr_scaling != "none":
-            out = recipes.scale_lr(out, self.lr_scaling, self.base_batch_size)
-        return out
+        return self._scaled(out)
+
+    def _scaled(self, members: list[recipes.Member]) -> list[recipes.Member]:
+        if self.lr_scaling == "none":
+            return members
+        defaults = {"lr": self.lrs[0], "batch_size": self.batch_sizes[0]}
+        filled = [
+            m.replace(**{k: v for k, v in defaults.items() if getattr(m, k) is None})
+            for m in members
+        ]
+        return recipes.scale_lr(filled, self.lr_scaling, self.base_batch_size)
 
 
 def _product(*axes):
