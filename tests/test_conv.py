@@ -108,8 +108,9 @@ def test_models_train_the_same_either_way(model, kwargs, monkeypatch):
         monkeypatch.setenv("JAXBATCH_CONV", impl)
         results[impl] = jax.jit(jax.value_and_grad(loss))(variables["params"])
     (l_xla, g_xla), (l_fast, g_fast) = results["xla"], results["fast"]
-    np.testing.assert_allclose(l_fast, l_xla, rtol=1e-5)
     # float summation order differs, and BatchNorm over two images amplifies it
+    # (the loss differed by 1.2e-5 relative on an AMD EPYC, 6e-8 absolute)
+    np.testing.assert_allclose(l_fast, l_xla, rtol=1e-4)
     # (biases before a BatchNorm have gradient 0 up to such noise): compare to
     # the gradient's overall scale; a wrong tap or stride would be O(1) off.
     scale = max(float(np.abs(b).max()) for b in jax.tree.leaves(g_xla))
