@@ -166,7 +166,9 @@ def _coerce(key: str, value):
         if isinstance(value, str):  # "Conv_0=0.1 bias=2"
             pairs = [p.rpartition("=") for p in value.replace(";", " ").split()]
             if any(not sep or not k for k, sep, _ in pairs):
-                raise ValueError(f"lr_multipliers must be REGEX=MULT pairs, got {value!r}")
+                raise ValueError(
+                    f"lr_multipliers must be REGEX=MULT pairs, got {value!r}"
+                )
             return tuple((k, float(v)) for k, _, v in pairs)
         return tuple(dict(value).items()) if isinstance(value, Mapping) else value
     if key in _TUPLES:
