@@ -1,0 +1,206 @@
+"""Derived tasks and experiments made of several sweeps.
+
+:func:`subset_classes` makes a task from some classes of a dataset (e.g.
+pretraining on Fashion-MNIST's classes 0-4 and fine-tuning on 5-9), and
+:func:`class_task` loads one from a sweep's data settings. :func:`main` is
+``cli.main`` for an experiment that runs several sweeps one after the other
+(``<out>/<stage>/``, each a complete results directory), where a later sweep
+may start from an earlier one's weights (``init_from``) or differ from it in
+a setting that is fixed for a whole sweep (``early_stop_patience``).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from jaxbatch import cli, data, results, sweep
+
+
+def _stratified(y: np.ndarray, size: int | None, seed: int) -> np.ndarray:
+    """Indices of a seeded subset of ``size`` images with the class proportions
+    of ``y``, in a shuffled order (all of them when ``size`` is None)."""
+    perm = np.random.default_rng(seed).permutation(len(y))
+    if size is None or size >= len(y):
+        return perm
+    classes, per_class = np.unique(y, return_counts=True)
+    counts = data._counts(size, per_class, per_class)
+    keep = np.concatenate(
+        [perm[y[perm] == c][:n] for c, n in zip(classes, counts, strict=True)]
+    )
+    rank = np.argsort(perm)
+    return keep[np.argsort(rank[keep])]
+
+
+def subset_classes(
+    ds: data.Dataset,
+    classes: Iterable[int],
+    *,
+    relabel: bool = True,
+    train_size: int | None = None,
+    val_size: int | None = None,
+    seed: int = 0,
+) -> data.Dataset:
+    """The images of ``classes`` only, in every split.
+
+    ``relabel``: class ``classes[i]`` becomes label ``i`` and the task has
+    ``len(classes)`` classes; otherwise labels and ``num_classes`` stay (a
+    model trained on it keeps the full-size head). ``train_size`` /
+    ``val_size``: seeded, stratified subsets of the remaining train / val
+    images. The normalisation statistics (``mean``, ``std``) stay those of
+    ``ds``, so tasks cut from one dataset feed a network the same inputs.
+    """
+    classes = [int(c) for c in classes]
+    bad = [c for c in classes if not 0 <= c < ds.num_classes]
+    if not classes or bad or len(set(classes)) != len(classes):
+        raise ValueError(
+            f"classes must be distinct labels in [0, {ds.num_classes}), got {classes}"
+        )
+    lookup = np.full(ds.num_classes, -1, np.int32)
+    lookup[classes] = np.arange(len(classes)) if relabel else classes
+    split = {}
+    for name, size, offset in (("train", train_size, 0), ("val", val_size, 1)):
+        x, y = getattr(ds, f"x_{name}"), getattr(ds, f"y_{name}")
+        idx = np.flatnonzero(lookup[y] >= 0)
+        if size is not None and size > len(idx):
+            raise ValueError(
+                f"{name}_size={size}: classes {classes} have only {len(idx)} "
+                f"{name} images"
+            )
+        idx = idx[_stratified(y[idx], size, seed + offset)]
+        split[f"x_{name}"], split[f"y_{name}"] = x[idx], lookup[y[idx]]
+    if ds.x_test is not None:
+        idx = np.flatnonzero(lookup[ds.y_test] >= 0)
+        split["x_test"], split["y_test"] = ds.x_test[idx], lookup[ds.y_test[idx]]
+    names = ds.class_names
+    return data.Dataset(
+        name=f"{ds.name}[{','.join(map(str, classes))}]",
+        x_train=split["x_train"],
+        y_train=split["y_train"],
+        x_val=split["x_val"],
+        y_val=split["y_val"],
+        x_test=split.get("x_test"),
+        y_test=split.get("y_test"),
+        num_classes=len(classes) if relabel else ds.num_classes,
+        class_names=tuple(names[c] for c in classes) if relabel else names,
+        mean=ds.mean,
+        std=ds.std,
+    )
+
+
+def class_task(
+    config: sweep.SweepConfig, classes: Iterable[int], *, relabel: bool = True
+) -> data.Dataset:
+    """The task of ``classes`` from a sweep's data settings: the dataset's
+    usual train/validation split, then :func:`subset_classes` with the
+    sweep's ``train_size``/``val_size`` (subsets of those classes' images)."""
+    full = _load(config.dataset, config.data_dir, config.data_seed, config.image_size)
+    return subset_classes(
+        full,
+        classes,
+        relabel=relabel,
+        train_size=config.train_size,
+        val_size=config.val_size,
+        seed=config.data_seed,
+    )
+
+
+_LOADED: dict = {}
+
+
+def _load(name, data_dir, seed, image_size) -> data.Dataset:
+    key = (name, data_dir, seed, image_size)
+    if key not in _LOADED:
+        _LOADED.clear()  # keep one dataset in memory
+        _LOADED[key] = data.load(
+            name, data_dir=data_dir, seed=seed, image_size=image_size
+        )
+    return _LOADED[key]
+
+
+# A stage: (name, config, dataset or None for the config's own data).
+Stage = tuple[str, sweep.SweepConfig, "data.Dataset | None"]
+ConfigFor = Callable[..., sweep.SweepConfig]
+
+
+def main(
+    experiment: str,
+    description: str,
+    presets: Mapping[str, Mapping],
+    argv: Sequence[str] | None,
+    stages: Callable[[ConfigFor, str, str], Iterator[Stage]],
+    figures: Mapping[str, Callable[[str], object]] | None = None,
+) -> str:
+    """``cli.main`` for an experiment of several sweeps; returns ``<out>``.
+
+    ``stages(config_for, out, preset)`` yields ``(name, config, dataset)`` one at a
+    time; each is run into ``<out>/<name>`` (with ``dataset``, or the
+    config's own data when it is None) before the next is asked for, so a
+    later stage may start from an earlier one's weights. ``config_for(
+    defaults=None, **fixed)`` is the preset updated with ``defaults``, then
+    with every flag given on the command line, then with ``fixed``: flags
+    apply to every stage, except the settings a stage fixes. ``--resume``
+    continues every stage that started and runs the rest. ``figures`` are
+    saved into ``<out>/plots`` (their functions get ``<out>``).
+    """
+    parser = cli.build_parser(description, presets, experiment)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(cli._attach_negative_values(given))
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()
+    out = args.out or sweep.default_out(experiment)
+
+    def config_for(defaults: Mapping | None = None, **fixed) -> sweep.SweepConfig:
+        preset = {**presets[args.preset], **(defaults or {})}
+        config = cli.config_from_args(args, experiment, {args.preset: preset})
+        return config.replace(**fixed) if fixed else config
+
+    previous = signal.signal(signal.SIGTERM, cli._terminate)
+    try:
+        if args.resume and not args.out:
+            raise ValueError("--resume needs --out DIR, the run to continue")
+        print(f"results -> {out}", flush=True)
+        for name, config, ds in stages(config_for, out, args.preset):
+            stage_out = os.path.join(out, name)
+            started = os.path.exists(os.path.join(stage_out, "config.json"))
+            print(f"[{experiment}] stage {name} -> {stage_out}", flush=True)
+            sweep.run(
+                config,
+                stage_out,
+                resume=args.resume and started,
+                progress=not args.no_progress,
+                plots=not args.no_plots,
+                dataset=ds,
+            )
+            members = results.read_csv(os.path.join(stage_out, "members.csv"))
+            rows = [dict(zip(members, vals)) for vals in zip(*members.values())]
+            print(cli.format_table(rows, cli.summary_columns(members)), flush=True)
+    except (ValueError, OSError) as err:
+        message = " ".join(str(err).split()) if str(err) else type(err).__name__
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
+    except KeyboardInterrupt as err:
+        if not args.out:
+            given += ["--out", out]
+        cmd = " ".join(shlex.quote(a) for a in given if a != "--resume")
+        what = "terminated" if isinstance(err, cli.Terminated) else "interrupted"
+        sys.stderr.write(
+            f"\n{what}. Every finished epoch is saved; continue with:\n"
+            f"  python -m experiments.{experiment} {cmd} --resume\n"
+        )
+        raise SystemExit(143 if isinstance(err, cli.Terminated) else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if figures and not args.no_plots:
+        from jaxbatch import plots
+
+        for path in plots.save_figures(out, figures):
+            print(f"figure: {path}")
+    print(f"results: {out}")
+    return out
