@@ -338,7 +338,8 @@ def schedules_panel(out: str, key: str) -> Figure:
     """Learning rate, batch size and their ratio against epochs, one line per
     arm (its first member): the ratio LR / batch size is the SGD noise scale
     that Smith et al. (2018) hold equal between decaying the LR and growing
-    the batch."""
+    the batch. The batch size drawn is each epoch's (its smaller remainder
+    batch left out)."""
     members, history = load(out)
     n_train = _n_train(out)
     names = arms(members, key)
@@ -348,7 +349,14 @@ def schedules_panel(out: str, key: str) -> Figure:
         m = int(members["member"][members[key].astype(str) == arm][0])
         rows = _member_rows(history, m)
         ep = history["examples_seen"][rows] / n_train
-        lr, bs = history["lr"][rows], history["batch_size"][rows]
+        lr = history["lr"][rows]
+        # The epoch's batch size, not its smaller last batch (the remainder
+        # of a whole epoch), which would draw as a spike every epoch.
+        epoch, bs = history["epoch"][rows], history["batch_size"][rows]
+        _, which = np.unique(epoch, return_inverse=True)
+        nominal = np.zeros(which.max() + 1)
+        np.maximum.at(nominal, which, bs)
+        bs = nominal[which]
         kw = dict(color=colors[arm], ls=_STYLES[i % 4], lw=2.2 - 0.4 * (i % 3))
         axes[0].plot(ep, lr, label=arm, **kw)
         axes[1].plot(ep, bs, **kw)
