@@ -25,7 +25,7 @@ from typing import Any
 
 import jax
 
-from jaxbatch import engine, models, optim, recipes, results, schedules
+from jaxbatch import engine, models, optim, probes, recipes, results, schedules
 
 
 def field(default, help: str, *, flag: str | None = None, parse: str | None = None):
@@ -440,8 +440,43 @@ class EvalConfig:
         "drop the remainder of each epoch instead of "
         "training it as a smaller last batch",
     )
+    probes: tuple[str, ...] = field(
+        (),
+        "comma-separated probes: update_ratio, grad_norm, param_norm (every "
+        "step, overall and per layer), noise_scale (gradient noise scale at "
+        "every evaluation), sharpness (Hessian top eigenvalue and "
+        "epsilon-sharpness of the final parameters)",
+    )
+    probe_size: int = field(
+        1024, "training images the noise_scale and sharpness probes use"
+    )
+    sharpness_eps: tuple[float, ...] = field(
+        (1e-3, 5e-4), "epsilon values of the epsilon-sharpness (Keskar et al.)"
+    )
+    interpolate: tuple[int, ...] = field(
+        (),
+        "two member numbers A,B: after training, loss and accuracy along the "
+        "line between their final parameters (interpolation.csv)",
+    )
 
     def validate(self):
+        probes.check_probes(self.probes)
+        _positive("probe_size", self.probe_size, integer=True)
+        if "noise_scale" in self.probes and self.probe_size < 2 * probes.NOISE_PARTS:
+            raise ValueError(
+                f"noise_scale needs probe_size >= {2 * probes.NOISE_PARTS}, "
+                f"got {self.probe_size}"
+            )
+        _nonempty("sharpness_eps", self.sharpness_eps)
+        for eps in self.sharpness_eps:
+            _positive("sharpness_eps", eps)
+        if self.interpolate and (
+            len(self.interpolate) != 2 or len(set(self.interpolate)) != 2
+        ):
+            raise ValueError(
+                f"interpolate takes two different member numbers A,B, got "
+                f"{self.interpolate}"
+            )
         _positive("epochs", self.epochs, integer=True)
         _positive("eval_every", self.eval_every, integer=True)
         _positive("eval_batch_size", self.eval_batch_size, integer=True)
@@ -597,7 +632,12 @@ class SweepConfig:
     def validate(self) -> None:
         for section in SECTIONS:
             object.__getattribute__(self, section).validate()
-        self.resolved_members()  # every member's recipe checks its own values
+        n = len(self.resolved_members())  # every member checks its own values
+        bad = [m for m in self.interpolate if not 0 <= m < n]
+        if bad:
+            raise ValueError(
+                f"interpolate names members {bad}, but the sweep has members 0..{n - 1}"
+            )
 
     # --- members -------------------------------------------------------------
 

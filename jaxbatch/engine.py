@@ -50,7 +50,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxbatch import models, optim, results, schedules
+from jaxbatch import models, optim, probes, results, schedules
 from jaxbatch.data import normalize
 from jaxbatch.models import conv as model_conv
 from jaxbatch.recipes import SCHEDULE_KINDS
@@ -126,6 +126,13 @@ class TrainSpec:
       compute_dtype: ``"float32"``, or ``"bfloat16"`` for mixed precision:
         forward and backward in bfloat16, parameters, optimizer state, batch
         statistics and the loss in float32.
+      probes: names from ``jaxbatch.probes.PROBES``; the step probes add
+        metrics to the train step, the others are functions of their own
+        (:attr:`GroupFns.noise`, :attr:`GroupFns.sharpness`). None: the step
+        is the program it was without probes.
+      probe_size: training images the noise-scale and sharpness probes use.
+      sharpness_eps: the ε of Keskar's ε-sharpness (the first is
+        ``sharpness_eps``).
     """
 
     model: str
@@ -149,8 +156,12 @@ class TrainSpec:
     unroll: bool = False
     devices: int = 1
     compute_dtype: str = "float32"
+    probes: tuple[str, ...] = ()
+    probe_size: int = 1024
+    sharpness_eps: tuple[float, ...] = (1e-3, 5e-4)
 
     def __post_init__(self):
+        probes.check_probes(self.probes)
         if self.batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {self.batch_size=}")
         if self.batch_size > self.n_train:
@@ -573,6 +584,7 @@ def train_step(
     # parameter and optimizer leaf, a third of a small model's step.) A frozen
     # member's optimizer state still decays (momentum x mu, Adam's count), which
     # no reported number reads.
+    raw_grads = grads
     finite = jnp.isfinite(loss) & _all_finite(grads)
     diverged = state.diverged | (~finite & ~state.stopped)
     frozen = diverged | state.stopped
@@ -598,7 +610,63 @@ def train_step(
         "acc": jnp.where(frozen, jnp.nan, acc),
         "lr": jnp.where(frozen, jnp.nan, lr),
     }
+    extra = probes.step_probes(spec.probes, state.params, params, raw_grads)
+    metrics.update({k: jnp.where(frozen, jnp.nan, v) for k, v in extra.items()})
     return new_state, metrics
+
+
+def _probe_loss(spec: TrainSpec, state: MemberState, x, y, train: bool, rng=None):
+    """The cross-entropy of a batch as a function of the parameters (BatchNorm
+    in train mode uses the batch's statistics and updates nothing)."""
+    model = spec.build_model()
+
+    def loss_fn(params, x=x, y=y):
+        variables = {**_variables(state), "params": params}
+        if train and state.batch_stats:
+            logits, _ = model.apply(
+                variables, x, train=True, rngs={"dropout": rng},
+                mutable=["batch_stats"],
+            )  # fmt: skip
+        elif train:
+            logits = model.apply(variables, x, train=True, rngs={"dropout": rng})
+        else:
+            logits = model.apply(variables, x, train=False)
+        return probes.cross_entropy(logits, y)
+
+    return loss_fn
+
+
+def noise_probe(spec: TrainSpec, state: MemberState, hp: Mapping, data: Mapping):
+    """One member's ``(|G|², tr(Σ))`` estimates on ``probe_size`` random
+    training images (drawn from its data key and step), the gradient of the
+    training loss in train mode, in ``probes.NOISE_PARTS`` parts."""
+    n = data["x_train"].shape[0]
+    size = min(spec.probe_size, n) // probes.NOISE_PARTS * probes.NOISE_PARTS
+    key = jax.random.fold_in(_seed_key(hp, 4), state.step)
+    idx = jax.random.choice(key, n, (size,), replace=False)
+    x = normalize(data["x_train"][idx], data["mean"], data["std"])
+    y = data["y_train"][idx]
+    rng = jax.random.fold_in(_dropout_key(hp), state.step)
+
+    def grad_fn(params, xb, yb):
+        return jax.grad(_probe_loss(spec, state, xb, yb, True, rng))(params)
+
+    small, big, part = probes.gradient_sq_norms(grad_fn, state.params, x, y)
+    g2, tr = probes.noise_scale_estimates(small, big, part, size)
+    gone = state.diverged | state.stopped
+    return jnp.where(gone, jnp.nan, g2), jnp.where(gone, jnp.nan, tr)
+
+
+def sharpness_probe(spec: TrainSpec, state: MemberState, hp: Mapping, data: Mapping):
+    """One member's sharpness numbers on a fixed subset of ``probe_size``
+    training images (the same for every member), in eval mode."""
+    n = data["x_train"].shape[0]
+    idx = jax.random.permutation(jax.random.PRNGKey(0), n)[: min(spec.probe_size, n)]
+    x = normalize(data["x_train"][idx], data["mean"], data["std"])
+    loss_fn = _probe_loss(spec, state, x, data["y_train"][idx], False)
+    key = jax.random.fold_in(_seed_key(hp, 3), 0)
+    out = probes.sharpness(loss_fn, state.params, key, spec.sharpness_eps)
+    return {k: jnp.where(state.diverged, jnp.nan, v) for k, v in out.items()}
 
 
 def eval_batch(spec: TrainSpec, state: MemberState, batch: Mapping):
@@ -631,6 +699,8 @@ class GroupFns:
     train_last: Callable | None  # one step on the epoch's smaller last batch
     eval: Callable  # (state, batch) -> (loss_sum[members], correct[members])
     control: Callable  # (state, hp, metric[members]) -> state
+    noise: Callable | None = None  # (state, hp, data) -> (|G|², tr Σ)[members]
+    sharpness: Callable | None = None  # (state, hp, data) -> {name: [members]}
 
 
 @functools.lru_cache(maxsize=32)
@@ -681,7 +751,14 @@ def group_fns(spec: TrainSpec) -> GroupFns:
     init = mapped(member_init, "vmap")
     epoch = mapped(member_epoch, "vmap")
     control = mapped(member_control)
+
+    def probe_fn(fn):
+        f = mapped(lambda args, data: fn(spec, *args, data))
+        return jax.jit(lambda state, hp, data: f((state, hp), data))
+
     return GroupFns(
+        noise=probe_fn(noise_probe) if "noise_scale" in spec.probes else None,
+        sharpness=probe_fn(sharpness_probe) if "sharpness" in spec.probes else None,
         init=jax.jit(lambda hp, base=None: init(hp, base)),
         start_epoch=jax.jit(lambda state, hp: epoch((state, hp), None)),
         train=train_fn(spec.steps_per_call),

@@ -31,6 +31,7 @@ from jaxbatch import (
     data,
     engine,
     optim,
+    probes,
     recipes,
     results,
 )
@@ -201,6 +202,9 @@ def plan_groups(config: SweepConfig, ds: data.Dataset) -> list[GroupRun]:
             unroll=config.unroll,
             devices=config.devices,
             compute_dtype=config.precision,
+            probes=config.probes,
+            probe_size=config.probe_size,
+            sharpness_eps=config.sharpness_eps,
         )
         if patterns:
             check_multipliers(spec)
@@ -302,9 +306,16 @@ def device_data(ds: data.Dataset, spec: engine.TrainSpec, config: SweepConfig):
     return engine.replicate(train, spec), out
 
 
-def _new_history(n: int, total: int, n_evals: int) -> dict[str, np.ndarray]:
+# Per-evaluation estimates of the noise-scale probe, kept in the history.
+NOISE_COLUMNS = ("noise_g2", "noise_tr")
+
+
+def _new_history(
+    n: int, total: int, n_evals: int, step_probes: tuple[str, ...] = (),
+    noise: bool = False,
+) -> dict[str, np.ndarray]:  # fmt: skip
     nan = lambda *s: np.full(s, np.nan, np.float32)  # noqa: E731
-    return {
+    out = {
         "train_loss": nan(n, total),
         "train_acc": nan(n, total),
         "lr": nan(n, total),
@@ -312,12 +323,24 @@ def _new_history(n: int, total: int, n_evals: int) -> dict[str, np.ndarray]:
         "val_acc": nan(n, n_evals),
         "wall_s": np.zeros((), np.float64),
     }
+    out.update({name: nan(n, total) for name in step_probes})
+    if noise:
+        out.update({name: nan(n, n_evals) for name in NOISE_COLUMNS})
+    return out
 
 
-def _final_evaluation(fns, spec, state, evals: Mapping, early: bool) -> dict:
+def _history_key(metric: str) -> str:
+    """The history array of a train-step metric (``loss`` -> ``train_loss``)."""
+    return f"train_{metric}" if metric in ("loss", "acc") else metric
+
+
+def _final_evaluation(fns, spec, state, evals: Mapping, early: bool, hp, train) -> dict:
     """Each member's final parameters (and, under early stopping, its best ones)
-    evaluated in eval mode on the training subset and the test split."""
+    evaluated in eval mode on the training subset and the test split, and the
+    final-parameter probes (sharpness)."""
     out = {}
+    if fns.sharpness is not None:
+        out.update(engine.fetch(fns.sharpness(state, hp, train)))
     for name in ("train_eval", "test"):
         if name not in evals:
             continue
@@ -364,7 +387,13 @@ def run_group(
     t0 = time.perf_counter()
     state = jax.block_until_ready(fns0.init(hp, base))
     compile_s = time.perf_counter() - t0
-    history = _new_history(n, group.total_steps, len(group.eval_steps))
+    step_probes = probes.step_metric_names(
+        spec0.probes, probes.layer_names(state.params)
+    )
+    history = _new_history(
+        n, group.total_steps, len(group.eval_steps), step_probes,
+        noise=fns0.noise is not None,
+    )  # fmt: skip
     ckpt_dir = checkpoint.group_dir(out, group.index)
     epochs_done = 0
     if resume:
@@ -392,6 +421,8 @@ def run_group(
         compile_s += _first_call_s(
             engine.eval_members, fns0, spec0, state, evals["val"]
         )
+        if fns0.noise is not None:
+            compile_s += _first_call_s(fns0.noise, state, hp, train)
         if spec0.plateau or spec0.early_stopping:
             zeros = jax.numpy.zeros(n, jax.numpy.float32)
             compile_s += _first_call_s(fns0.control, copy(), hp, zeros)
@@ -428,8 +459,8 @@ def run_group(
                     for k in metrics
                 }  # fmt: skip
             metrics = engine.fetch(metrics)
-            for key in ("train_loss", "train_acc", "lr"):
-                history[key][:, step:stop] = metrics[key.removeprefix("train_")]
+            for key, values in metrics.items():
+                history[_history_key(key)][:, step:stop] = values
             bar.update(stop - step)
             step = stop
             if stop in eval_index:
@@ -440,6 +471,10 @@ def run_group(
                 e = eval_index[stop]
                 history["val_loss"][:, e] = np.where(gone, np.nan, ev["val_loss"])
                 history["val_acc"][:, e] = np.where(gone, np.nan, ev["val_acc"])
+                if fns.noise is not None:
+                    estimates = engine.fetch(fns.noise(state, hp, train))
+                    for name, values in zip(NOISE_COLUMNS, estimates, strict=True):
+                        history[name][:, e] = values
                 if spec.plateau or spec.early_stopping:
                     metric = jax.numpy.asarray(ev[spec.control_metric])
                     state = fns.control(state, hp, metric)
@@ -460,7 +495,9 @@ def run_group(
         # the evaluation whose parameters early stopping kept
         final["best_eval"] = engine.fetch(state.early.best_step)
     final.update(
-        _final_evaluation(fns0, spec0, state, evals, spec0.early_stopping is not None)
+        _final_evaluation(
+            fns0, spec0, state, evals, spec0.early_stopping is not None, hp, train
+        )
     )
     history.update(final, compile_s=np.asarray(compile_s), strategy=strategy)
     _save_member_weights(out, group, state, spec0.early_stopping is not None)
@@ -505,12 +542,43 @@ HISTORY_COLUMNS = (
 )  # fmt: skip
 
 
+def probe_columns(spec: engine.TrainSpec) -> tuple[str, ...]:
+    """``members.csv`` columns of a group's probes: the median update ratio of
+    the last epoch, the last noise-scale estimate, the sharpness numbers."""
+    out = ()
+    if "update_ratio" in spec.probes:
+        out += ("update_ratio",)
+    if "noise_scale" in spec.probes:
+        out += ("noise_scale",)
+    if "sharpness" in spec.probes:
+        out += probes.sharpness_names(spec.sharpness_eps)
+    return out
+
+
 def member_columns(groups: list[GroupRun]) -> tuple[str, ...]:
-    """``members.csv``'s columns: identity, the members' tags, recipe, results."""
+    """``members.csv``'s columns: identity, the members' tags, recipe, results,
+    probes."""
     tags = dict.fromkeys(
         k for g in groups for m in g.members for k, _ in m["recipe"].tags
     )
-    return ("member", "group", "model", *tags, *RECIPE_COLUMNS, *RESULT_COLUMNS)
+    extra = dict.fromkeys(c for g in groups for c in probe_columns(g.spec))
+    return (
+        "member", "group", "model", *tags, *RECIPE_COLUMNS, *RESULT_COLUMNS, *extra,
+    )  # fmt: skip
+
+
+def _step_probe_keys(history: Mapping) -> list[str]:
+    return [k for k in history if k.split("/")[0] in probes.STEP_PROBES]
+
+
+def history_columns(histories) -> tuple[str, ...]:
+    """``history.csv``'s columns: the standard ones, then every probe's."""
+    extra = {}
+    for _, h in histories:
+        extra.update(dict.fromkeys(_step_probe_keys(h)))
+        if NOISE_COLUMNS[0] in h:
+            extra.update(dict.fromkeys(("noise_scale", *NOISE_COLUMNS)))
+    return (*HISTORY_COLUMNS, *extra)
 
 
 def _batch_schedule(m: recipes.Member) -> str:
@@ -588,8 +656,27 @@ def summarize(group: GroupRun, history: Mapping, config: SweepConfig) -> list[di
             "compile_s": float(history["compile_s"]),
             "strategy": history["strategy"],
         }
+        row.update(_probe_results(group, history, i, last, diverged))
         rows.append(row)
     return rows
+
+
+def _probe_results(group, history, i, last, diverged) -> dict:
+    out = {}
+    nan = float("nan")
+    if "update_ratio" in history:
+        ratio = history["update_ratio"][i, last] if len(last) else []
+        out["update_ratio"] = float(np.median(ratio)) if len(ratio) else nan
+    if NOISE_COLUMNS[0] in history:
+        ns = probes.smooth_noise_scale(
+            history["noise_g2"][i : i + 1], history["noise_tr"][i : i + 1]
+        )[0]
+        ok = np.flatnonzero(np.isfinite(ns))
+        out["noise_scale"] = float(ns[ok[-1]]) if len(ok) and not diverged else nan
+    for name in probe_columns(group.spec):
+        if name.startswith("sharpness"):
+            out[name] = nan if diverged else float(history[name][i])
+    return out
 
 
 def _best_eval(history: Mapping, i: int, metric: str) -> int:
@@ -605,6 +692,10 @@ def _best_eval(history: Mapping, i: int, metric: str) -> int:
 def history_rows(group: GroupRun, history: Mapping):
     """Long-format ``history.csv`` rows: one per member per step."""
     eval_at = {int(s): e for e, s in enumerate(group.eval_steps)}
+    step_keys = _step_probe_keys(history)
+    noise = None
+    if NOISE_COLUMNS[0] in history:
+        noise = probes.smooth_noise_scale(history["noise_g2"], history["noise_tr"])
     sizes = group.step_batch_sizes()
     seen = np.cumsum(sizes)
     epoch_of = np.repeat(np.arange(1, len(group.epoch_steps) + 1), group.epoch_steps)
@@ -612,7 +703,7 @@ def history_rows(group: GroupRun, history: Mapping):
         for t in range(group.total_steps):
             step = t + 1
             e = eval_at.get(step)
-            yield {
+            row = {
                 "member": m["member"],
                 "step": step,
                 "epoch": int(epoch_of[t]),
@@ -624,6 +715,13 @@ def history_rows(group: GroupRun, history: Mapping):
                 "val_loss": None if e is None else float(history["val_loss"][i, e]),
                 "val_acc": None if e is None else float(history["val_acc"][i, e]),
             }
+            for key in step_keys:
+                row[key] = float(history[key][i, t])
+            if noise is not None and e is not None:
+                row["noise_scale"] = float(noise[i, e])
+                for key in NOISE_COLUMNS:
+                    row[key] = float(history[key][i, e])
+            yield row
 
 
 def _check_out(out: str, resume: bool) -> None:
@@ -760,9 +858,11 @@ def run(
         return out
     results.write_csv(
         os.path.join(out, "history.csv"),
-        HISTORY_COLUMNS,
+        history_columns(histories),
         itertools.chain.from_iterable(history_rows(g, h) for g, h in histories),
     )
+    if config.interpolate:
+        probes.interpolation(out, *config.interpolate, dataset=ds)
     if plots:
         from jaxbatch import plots as plots_mod
 
