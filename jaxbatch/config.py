@@ -325,6 +325,9 @@ class RecipeConfig:
         "--control-metric stalls (every member; "
         "schedule 'plateau' defaults to 0.5)",
     )
+    lr_max: float = field(
+        10.0, "schedule 'range' (LR range test): the LR at the end of the run"
+    )
     b1: float = field(0.9, "Adam beta1")
     b2: float = field(0.999, "Adam beta2")
 

@@ -4,7 +4,7 @@ A *group* is a set of members (configurations) that share array shapes: same
 model, batch size and data. Its state is one pytree whose leaves all carry a
 leading member axis ``[members, ...]``. Hyperparameters are data too: a dict of
 ``[members]`` arrays passed into the compiled functions, so new values never
-recompile (DESIGN.md, decision 1).
+recompile (docs/design.md).
 
 Everything a member computes depends only on its own hyperparameters and seed:
 its initial parameters, its data order (an on-device permutation per epoch) and
@@ -79,6 +79,7 @@ HPARAM_DEFAULTS: dict[str, float] = {
     "warmup_ex": 0,
     "warmup_start": 0.0,
     "plateau_factor": 1.0,  # 1: the plateau rule never reduces this member
+    "lr_max": 1.0,  # range: the LR at the end of the run (x the peak's units)
     "seed": 0,
 }
 # Per-member vectors: multistep milestones (examples), padded with a value
@@ -361,6 +362,12 @@ def unit_lr(spec: TrainSpec, hp: Mapping, seen) -> jax.Array:
         )(epochs),
         "cosine": schedules.cosine_decay(1.0, hp["total_ex"])(seen),
         "plateau": jnp.ones((), jnp.float32),  # the plateau rule scales it
+        # the LR range test: lr * (lr_max / lr) ** (seen / total), in logs
+        "range": jnp.exp(
+            jnp.log(hp["lr_max"] / hp["lr"])
+            * seen.astype(jnp.float32)
+            / hp["total_ex"].astype(jnp.float32)
+        ),
     }
     values = jnp.stack([jnp.asarray(shapes[k], jnp.float32) for k in SCHEDULE_KINDS])
     shape = values[hp["kind"]]
@@ -371,8 +378,8 @@ def unit_lr(spec: TrainSpec, hp: Mapping, seen) -> jax.Array:
 def learning_rate(spec: TrainSpec, hp: Mapping, seen, lr_scale=1.0) -> jax.Array:
     """The LR of one member after ``seen`` examples: peak x shape x plateau scale.
 
-    Decision 2 of DESIGN.md: the peak is a traced per-member value multiplied
-    onto a schedule of unit peak, which works for any traced parameter.
+    The peak is a traced per-member value multiplied onto a schedule of unit
+    peak, which works for any traced parameter (docs/design.md).
     """
     return hp["lr"] * unit_lr(spec, hp, seen) * lr_scale
 

@@ -41,6 +41,7 @@ SCHEDULE_KINDS = (
     "inverse_time",
     "cosine",
     "plateau",
+    "range",
 )
 LR_SCALING_RULES = ("none", "linear", "sqrt")
 # Milestones a member may name (a fixed-length per-member array in the step).
@@ -62,7 +63,8 @@ class Member:
         ``exponential``: ``exp(-decay_rate * t)``; ``inverse_time``:
         ``1 / (1 + decay_rate * t) ** power``; ``cosine`` to 0 at the end;
         ``plateau``: constant, multiplied by ``plateau_factor`` whenever the
-        control metric stalls (t in epochs).
+        control metric stalls (t in epochs); ``range``: rises exponentially
+        from ``lr`` to ``lr_max`` over the run (the LR range test).
       warmup_epochs, warmup_start: linear warmup from ``warmup_start`` x LR.
       optimizer: ``sgd``, ``adam``, ``adamw`` or ``rmsprop``.
       momentum, b1, b2: optimizer hyperparameters (momentum: sgd/rmsprop).
@@ -96,6 +98,7 @@ class Member:
     weight_decay: float | None = None
     weight_decay_mode: str | None = None
     plateau_factor: float | None = None
+    lr_max: float | None = None
     lr_multipliers: tuple[tuple[str, float], ...] | None = None
     seed: int | None = None
     tags: tuple[tuple[str, Any], ...] = ()
@@ -344,6 +347,13 @@ def check(member: Member) -> None:
         raise bad(
             f"schedule {member.schedule!r} needs decay_rate k > 0 (per epoch), got "
             f"decay_rate={member.decay_rate!r}"
+        )
+    if member.schedule == "range" and not (
+        math.isfinite(member.lr_max) and member.lr_max > member.lr
+    ):
+        raise bad(
+            f"schedule 'range' rises from lr to lr_max > lr, got lr={member.lr!r}, "
+            f"lr_max={member.lr_max!r}"
         )
     if not (member.power > 0 and math.isfinite(member.power)):
         raise bad(f"power must be positive, got {member.power!r}")

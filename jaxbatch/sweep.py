@@ -149,6 +149,7 @@ def member_hparams(
         "warmup_ex": round(m.warmup_epochs * n_train),
         "warmup_start": m.warmup_start,
         "plateau_factor": m.plateau_factor,
+        "lr_max": m.lr_max,
         "lr_mult": [mults.get(p, 1.0) for p in patterns],
         "seed": m.seed,
     }

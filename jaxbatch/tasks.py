@@ -135,13 +135,15 @@ def main(
     argv: Sequence[str] | None,
     stages: Callable[[ConfigFor, str, str], Iterator[Stage]],
     figures: Mapping[str, Callable[[str], object]] | None = None,
+    after: Callable[[str], object] | None = None,
 ) -> str:
     """``cli.main`` for an experiment of several sweeps; returns ``<out>``.
 
     ``stages(config_for, out, preset)`` yields ``(name, config, dataset)`` one at a
     time; each is run into ``<out>/<name>`` (with ``dataset``, or the
     config's own data when it is None) before the next is asked for, so a
-    later stage may start from an earlier one's weights. ``config_for(
+    later stage may start from an earlier one's weights. ``after(out)`` runs
+    once every stage has finished (e.g. an analysis that writes a file). ``config_for(
     defaults=None, **fixed)`` is the preset updated with ``defaults``, then
     with every flag given on the command line, then with ``fixed``: flags
     apply to every stage, except the settings a stage fixes. ``--resume``
@@ -197,6 +199,8 @@ def main(
         raise SystemExit(143 if isinstance(err, cli.Terminated) else 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if after is not None:
+        after(out)
     if figures and not args.no_plots:
         from jaxbatch import plots
 

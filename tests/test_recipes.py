@@ -51,7 +51,9 @@ def _rows(members, **match):
 # --- schedules through the command line --------------------------------------
 
 
-def _closed_form(kind, lr, t, *, gamma, decay_epochs, milestones, k, power, epochs):
+def _closed_form(
+    kind, lr, t, *, gamma, decay_epochs, milestones, k, power, epochs, lr_max=10.0
+):
     """The LR after t epochs (float64), from the textbook formulas."""
     if kind == "constant" or kind == "plateau":
         return np.full_like(t, lr)
@@ -65,19 +67,22 @@ def _closed_form(kind, lr, t, *, gamma, decay_epochs, milestones, k, power, epoc
         return lr / (1 + k * t) ** power
     if kind == "cosine":
         return lr * 0.5 * (1 + np.cos(np.pi * np.minimum(t / epochs, 1)))
+    if kind == "range":  # exponential rise from lr to lr_max over the run
+        return lr * (lr_max / lr) ** (t / epochs)
     raise AssertionError(kind)
 
 
 def test_history_lr_equals_closed_form_for_every_kind_via_cli(tmp_path):
     out = tmp_path / "run"
-    kinds = ("constant", "step", "multistep", "exponential", "inverse_time", "cosine")
+    kinds = ("constant", "step", "multistep", "exponential", "inverse_time", "cosine",
+             "range")  # fmt: skip
     argv = [
         "--dataset", "synthetic", "--train-size", "300", "--val-size", "64",
         "--model", "mlp", "--model-kwargs", "hidden=(8,)", "--batch-sizes", "64",
         "--lrs", "0.1", "--schedule", ",".join(kinds), "--gamma", "0.5",
         "--decay-epochs", "1.5", "--milestones", "0.5,1,2.5", "--decay-rate", "0.7",
-        "--power", "0.5", "--epochs", "4", "--eval-every", "100", "--strategy",
-        "vmap", "--no-progress", "--no-plots", "--out", str(out),
+        "--power", "0.5", "--lr-max", "3", "--epochs", "4", "--eval-every", "100",
+        "--strategy", "vmap", "--no-progress", "--no-plots", "--out", str(out),
     ]  # fmt: skip
     cli.main("alexnet_bs_sweep", "", {"quick": {}}, argv)
     members = results.read_csv(out / "members.csv")
@@ -91,7 +96,7 @@ def test_history_lr_equals_closed_form_for_every_kind_via_cli(tmp_path):
         t = before / 300
         expected = _closed_form(
             kind, 0.1, t, gamma=0.5, decay_epochs=1.5, milestones=(0.5, 1, 2.5), k=0.7,
-            power=0.5, epochs=4,
+            power=0.5, epochs=4, lr_max=3.0,
         )  # fmt: skip
         np.testing.assert_allclose(
             hist["lr"][rows], expected, rtol=2e-6, atol=1e-8, err_msg=kind

@@ -1,0 +1,104 @@
+"""The LR range test, classic and as a grid of members trained at once.
+
+Run (2-core Xeon CPU, built-in Fashion-MNIST, 23 s measured)::
+
+    python -m experiments.lr_range_test --preset quick
+
+What you should see: Smith ("Cyclical Learning Rates", 2017) finds a good LR
+from one short run whose LR rises exponentially (here from 1e-7 to 10):
+the loss falls, flattens and explodes, and a good LR sits somewhat below the
+minimum of the loss curve (fastai: "minimum / 10"). The classic form mixes
+LR and training time (a loss that falls late may be the LR or the extra
+steps). The grid form has no such confusion: every member trains the same
+budget at its own fixed LR, all members at once, so the loss of its final
+parameters depends on nothing but the LR. Measured (quick: MLP 784-256-10,
+SGD momentum 0.9, batch 64, 2 epochs of 10,000 images for every run, 3
+seeds): the grid's lowest final training loss is at LR 0.0316 (0.40) and its
+best validation accuracy at 0.01; the classic run's smoothed loss bottoms out
+at 0.17 (0.16-0.19 over seeds), so it suggests 0.017 (0.016-0.019), between
+the grid's two optima, and both forms see divergence at about 1 (classic
+0.83-1.25, grid 1.0). The classic curve sits far above the grid's (1.1 vs
+0.4 at its best): each of its losses was reached after fewer steps at that
+LR, which is the confusion of LR and training time the grid avoids.
+
+Two sweeps run one after the other (``tasks.main``): ``<out>/range``, the
+rising-LR run (schedule kind ``range``, one member per seed), and
+``<out>/grid``, one member per LR on a half-decade grid per seed, with a
+constant LR and the same budget in examples. ``lr_range.json`` holds both
+forms' ``suggested_lr`` and ``diverge_lr`` (the rules are in
+``jaxbatch.lr_range``; the headline values are the grid's) and the grid's
+best LR by validation accuracy. ``plots/lr_range.png``: loss against LR for
+both forms, each suggestion and divergence marked.
+"""
+
+import os
+
+from jaxbatch import lr_range, tasks
+from jaxbatch.plots import probes as probe_plots
+
+SEEDS = (0, 1, 2)
+
+COMMON = dict(
+    batch_sizes=(64,),
+    momentums=(0.9,),
+    strategy="vmap",
+)
+
+PRESETS = {
+    # MLP 784-256-10, 2 epochs of 10,000 images at batch 64 (314 updates).
+    "quick": dict(
+        **COMMON,
+        model="mlp",
+        model_kwargs=(("hidden", (256,)),),
+        train_size=10000,
+        val_size=2000,
+        epochs=2,
+        eval_every=50,
+    ),
+    # The whole training split for 2 epochs; a convolutional net.
+    "paper": dict(
+        **COMMON,
+        model="simple_cnn",
+        val_size=6000,
+        epochs=2,
+        eval_every=200,
+    ),
+}
+RANGE = dict(lr_min=1e-7, lr_max=10.0)
+GRID_LRS = lr_range.log_grid(1e-5, 10.0, per_decade=2)
+
+
+def stages(config_for, out, preset):
+    yield (
+        "range",
+        config_for(recipes=lr_range.range_members(**RANGE, seeds=SEEDS)),
+        None,
+    )
+    yield "grid", config_for(recipes=lr_range.grid_members(GRID_LRS, SEEDS)), None
+
+
+def analyse(out):
+    summary = lr_range.analyse(
+        os.path.join(out, "range"), os.path.join(out, "grid"), out
+    )
+    c, g = summary["classic"], summary["grid"]
+    lr = lambda v: "never" if v is None else f"{v:.3g}"  # noqa: E731
+    print(
+        f"suggested LR: grid {lr(g['suggested_lr'])} (diverges at "
+        f"{lr(g['diverge_lr'])}), classic {lr(c['suggested_lr'])} (minimum at "
+        f"{lr(c['min_loss_lr'])}, diverges at {lr(c['diverge_lr'])}); best "
+        f"validation accuracy of the grid at LR {lr(g['best_val_acc_lr'])}"
+    )
+
+
+FIGURES = {"lr_range.png": probe_plots.lr_range_test}
+
+
+def main(argv=None):
+    return tasks.main(
+        "lr_range_test", __doc__, PRESETS, argv, stages, FIGURES, after=analyse
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""The probe experiments (LR range test, batch generalization, update ratio) on
+tiny synthetic data, their suggestion rules and their figures."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from jaxbatch import data, lr_range, plots, results, sweep
+
+TINY = [
+    "--dataset", "synthetic", "--train-size", "256", "--val-size", "128",
+    "--no-progress",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return data.load("synthetic", train_size=256, val_size=128, seed=0)
+
+
+def _figures(out, figures):
+    for path in plots.save_figures(str(out), figures):
+        assert os.path.getsize(path) > 10_000
+
+
+@pytest.mark.parametrize("name", ["lr_range_test", "batch_generalization",
+                                  "update_ratio"])  # fmt: skip
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_presets_build(name, preset):
+    import importlib
+
+    module = importlib.import_module(f"experiments.{name}")
+    if name == "lr_range_test":  # two sweeps: the rising-LR runs and the grid
+        preset_ = module.PRESETS[preset]
+        rising = lr_range.range_members(**module.RANGE, seeds=module.SEEDS)
+        grid = lr_range.grid_members(module.GRID_LRS, module.SEEDS)
+        assert len(sweep.SweepConfig(**preset_, recipes=rising).recipes) == 3
+        members = sweep.SweepConfig(**preset_, recipes=grid).resolved_members()
+        assert len(members) == 3 * len(module.GRID_LRS)
+        return
+    config = sweep.SweepConfig(**module.PRESETS[preset])
+    assert len(config.resolved_members()) >= 3 * 3  # >= 3 arms x 3 seeds
+
+
+# --- the suggestion rules -----------------------------------------------------------
+
+
+def test_classic_rule_ignores_an_early_spike():
+    """A loss that is flat, falls to its minimum at LR 0.1 and explodes after
+    1, with a spike early on: the minimum and the divergence are found where
+    they are, not at the spike."""
+    lr = np.logspace(-7, 1, 400)
+    x = np.log10(lr)
+    loss = np.where(x < -3, 2.3, 2.3 - 1.8 * (x + 3) / 2)  # falls from 1e-3 ...
+    loss = np.where(x > -1, 0.5 + 8 * (x + 1) ** 2, loss)  # ... rises after 0.1
+    spiked = loss.copy()
+    spiked[30:33] = 40.0  # an early spike
+    plain, got = (
+        lr_range.suggest_classic(lr, loss),
+        lr_range.suggest_classic(lr, spiked),
+    )
+    assert got["min_loss_lr"] == plain["min_loss_lr"]
+    assert got["suggested_lr"] == pytest.approx(got["min_loss_lr"] / 10)
+    assert 0.05 < got["min_loss_lr"] < 0.5  # the EMA lags the true minimum a little
+    assert 0.5 < got["diverge_lr"] < 5
+    diverging = loss.copy()
+    diverging[300:] = np.nan
+    assert lr_range.suggest_classic(lr, diverging)["diverge_lr"] == lr[300]
+
+
+def test_grid_rule_picks_the_lowest_loss_and_the_first_failure():
+    lrs = [0.01, 0.01, 0.1, 0.1, 1.0, 1.0, 3.0, 3.0]
+    loss = [0.9, 0.8, 0.4, 0.5, 0.3, 2.9, 0.1, 0.2]
+    diverged = [False, False, False, False, False, False, True, False]
+    got = lr_range.suggest_grid(lrs, loss, diverged, chance_loss=np.log(10))
+    assert got["suggested_lr"] == 0.1  # mean 0.45; LR 1.0's is 1.6
+    assert got["diverge_lr"] == 3.0  # LR 1.0's mean is below ln 10; 3.0 diverged
+    got = lr_range.suggest_grid(lrs, loss, [False] * 8, chance_loss=1.0)
+    assert got["diverge_lr"] == 1.0  # now its mean 1.6 is above "chance"
+
+
+def test_log_grid_spaces_half_decades():
+    assert lr_range.log_grid(1e-3, 1.0) == (
+        0.001,
+        0.00316,
+        0.01,
+        0.0316,
+        0.1,
+        0.316,
+        1.0,
+    )
+    with pytest.raises(ValueError, match="0 < lo < hi"):
+        lr_range.log_grid(1e-3, float("inf"))
+
+
+# --- the experiments ------------------------------------------------------------------
+
+
+def test_lr_range_experiment_writes_both_forms(tmp_path):
+    from experiments import lr_range_test as lrt
+
+    out = tmp_path / "lrr"
+    lrt.main([*TINY, "--epochs", "1", "--eval-every", "100", "--no-plots",
+              "--out", str(out)])  # fmt: skip
+    summary = results.read_json(os.path.join(out, "lr_range.json"))
+    assert summary["suggested_lr"] == summary["grid"]["suggested_lr"]
+    assert summary["suggested_lr"] in lrt.GRID_LRS
+    assert len(summary["classic"]["per_seed"]) == len(lrt.SEEDS)
+    # the classic run's LR rises exponentially from 1e-7 to 10 over the run
+    hist = results.read_csv(os.path.join(out, "range", "history.csv"))
+    rows = hist["member"] == 0
+    t = (hist["examples_seen"][rows] - hist["batch_size"][rows]) / 256
+    np.testing.assert_allclose(hist["lr"][rows], 1e-7 * 1e8**t, rtol=1e-4)
+    _figures(out, lrt.FIGURES)
+
+
+def test_batch_generalization_records_sharpness_and_the_line(ds, tmp_path):
+    from experiments import batch_generalization as bg
+
+    tiny = dict(
+        model_kwargs=(("hidden", (16,)),), batch_sizes=(16, 64), seeds=(0, 1),
+        epochs=1, train_eval_size=128, probe_size=128, interpolate=(0, 2),
+    )  # fmt: skip
+    config = sweep.SweepConfig(**{**bg.PRESETS["quick"], **tiny})
+    out = str(tmp_path / "bg")
+    sweep.run(config, out, progress=False, plots=False, dataset=ds)
+    members = results.read_csv(os.path.join(out, "members.csv"))
+    for col in ("sharpness_eig", "sharpness_eps", "sharpness_eps_0.001",
+                "sharpness_eps_0.0005"):  # fmt: skip
+        assert np.all(members[col] > 0), col
+    # a larger box cannot find a smaller loss increase
+    assert np.all(members["sharpness_eps_0.001"] >= members["sharpness_eps_0.0005"])
+    line = results.read_csv(os.path.join(out, "interpolation.csv"))
+    assert len(line["alpha"]) == 31
+    _figures(out, bg.FIGURES)
+
+
+def test_update_ratio_grows_with_the_lr(ds, tmp_path):
+    from experiments import update_ratio as ur
+
+    tiny = dict(
+        model_kwargs=(("hidden", (16, 8)),), lrs=(0.003, 0.03), seeds=(0, 1), epochs=2
+    )
+    config = sweep.SweepConfig(**{**ur.PRESETS["quick"], **tiny})
+    out = str(tmp_path / "ur")
+    sweep.run(config, out, progress=False, plots=False, dataset=ds)
+    members = results.read_csv(os.path.join(out, "members.csv"))
+    low = members["update_ratio"][members["lr"] == 0.003]
+    high = members["update_ratio"][members["lr"] == 0.03]
+    assert high.min() > 3 * low.max()  # 10x the LR: a several times larger ratio
+    _figures(out, ur.FIGURES)
