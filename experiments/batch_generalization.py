@@ -1,6 +1,6 @@
 """Large batches generalize worse: accuracy, gap and sharpness against batch size.
 
-Run (2-core Xeon CPU, built-in Fashion-MNIST, 67 s measured)::
+Run (2-core AMD EPYC CPU, built-in Fashion-MNIST, 67 s measured)::
 
     python -m experiments.batch_generalization --preset quick
 

@@ -1,6 +1,6 @@
 """Don't decay the learning rate, increase the batch size (Smith et al., 2018).
 
-Run (2-core Xeon CPU, built-in Fashion-MNIST, 38 s measured)::
+Run (2-core AMD EPYC CPU, built-in Fashion-MNIST, 38 s measured)::
 
     python -m experiments.batch_increase --preset quick
 

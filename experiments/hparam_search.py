@@ -1,6 +1,6 @@
 """Grid search against log-uniform random search, with the same budget, in one sweep.
 
-Run (2-core Xeon CPU, built-in Fashion-MNIST, 31 s measured)::
+Run (2-core AMD EPYC CPU, built-in Fashion-MNIST, 31 s measured)::
 
     python -m experiments.hparam_search --preset quick
 

@@ -1,6 +1,6 @@
 """The LR range test, classic and as a grid of members trained at once.
 
-Run (2-core Xeon CPU, built-in Fashion-MNIST, 23 s measured)::
+Run (2-core AMD EPYC CPU, built-in Fashion-MNIST, 23 s measured)::
 
     python -m experiments.lr_range_test --preset quick
 

@@ -1,7 +1,7 @@
 """Scale the learning rate with the batch size: unscaled, linear or square root,
 with and without gradual warmup (Krizhevsky 2014; Goyal et al. 2017).
 
-Run (2-core Xeon CPU, built-in Fashion-MNIST, 53 s measured)::
+Run (2-core AMD EPYC CPU, built-in Fashion-MNIST, 53 s measured)::
 
     python -m experiments.lr_scaling --preset quick
 

@@ -252,11 +252,14 @@ def main(
     presets: Mapping[str, Mapping],
     argv: Sequence[str] | None = None,
     figures: Mapping[str, Callable[[str], object]] | None = None,
+    after: Callable[[str], object] | None = None,
 ) -> str:
     """Parse flags, run the sweep, print a summary; returns the results directory.
 
     ``figures``: the experiment's own figures, ``{file name: fn(out) ->
-    Figure}``, saved into ``<out>/plots`` after the standard ones.
+    Figure}``, saved into ``<out>/plots`` after the standard ones. ``after(out)``
+    runs once the sweep has finished, before the figures (an analysis that
+    writes a file).
     """
     parser = build_parser(description, presets, experiment)
     given = list(sys.argv[1:] if argv is None else argv)
@@ -298,6 +301,8 @@ def main(
     members = sweep.results.read_csv(os.path.join(out, "members.csv"))
     rows = [dict(zip(members, vals)) for vals in zip(*members.values())]
     print(format_table(rows, summary_columns(members)))
+    if after is not None:
+        after(out)
     if figures and not args.no_plots:
         from jaxbatch import plots
 

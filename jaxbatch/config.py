@@ -453,6 +453,16 @@ class EvalConfig:
     probe_size: int = field(
         1024, "training images the noise_scale and sharpness probes use"
     )
+    probe_every: int = field(
+        10,
+        "run the step probes (update_ratio, grad_norm, param_norm) every Nth "
+        "step; the other steps are the program without them",
+    )
+    noise_every: int = field(
+        10,
+        "estimate the noise scale at every Nth evaluation (and the last); one "
+        "estimate costs about 40 steps of a small MLP",
+    )
     sharpness_eps: tuple[float, ...] = field(
         (1e-3, 5e-4), "epsilon values of the epsilon-sharpness (Keskar et al.)"
     )
@@ -465,6 +475,8 @@ class EvalConfig:
     def validate(self):
         probes.check_probes(self.probes)
         _positive("probe_size", self.probe_size, integer=True)
+        _positive("noise_every", self.noise_every, integer=True)
+        _positive("probe_every", self.probe_every, integer=True)
         if "noise_scale" in self.probes and self.probe_size < 2 * probes.NOISE_PARTS:
             raise ValueError(
                 f"noise_scale needs probe_size >= {2 * probes.NOISE_PARTS}, "

@@ -551,7 +551,9 @@ def train_step(
 
     Returns:
       ``(state, metrics)`` with scalar metrics ``loss`` (NaN once diverged),
-      ``acc`` (batch accuracy) and ``lr``.
+      ``acc`` (batch accuracy) and ``lr``, and with step probes on,
+      ``probes``: ``[n]``, the probe values in sorted name order
+      (:func:`probes.step_metric_names`).
     """
     model = spec.build_model()
     bs = batch_size or spec.batch_size
@@ -617,8 +619,12 @@ def train_step(
         "acc": jnp.where(frozen, jnp.nan, acc),
         "lr": jnp.where(frozen, jnp.nan, lr),
     }
-    extra = probes.step_probes(spec.probes, state.params, params, raw_grads)
-    metrics.update({k: jnp.where(frozen, jnp.nan, v) for k, v in extra.items()})
+    extra = probes.step_probes(spec.probes, state.params, updates, raw_grads)
+    if extra:
+        # one output for all of them, in sorted name order (fewer outputs per
+        # step: a dozen scalars cost more to carry out than to compute)
+        stacked = jnp.stack([extra[k] for k in sorted(extra)])
+        metrics["probes"] = jnp.where(frozen, jnp.nan, stacked)
     return new_state, metrics
 
 
@@ -706,6 +712,7 @@ class GroupFns:
     train_last: Callable | None  # one step on the epoch's smaller last batch
     eval: Callable  # (state, batch) -> (loss_sum[members], correct[members])
     control: Callable  # (state, hp, metric[members]) -> state
+    train_probe: Callable | None = None  # one step with the step probes on
     noise: Callable | None = None  # (state, hp, data) -> (|G|², tr Σ)[members]
     sharpness: Callable | None = None  # (state, hp, data) -> {name: [members]}
 
@@ -724,12 +731,19 @@ def group_fns(spec: TrainSpec) -> GroupFns:
         state, hp = args
         return start_epoch(spec, state, hp)
 
-    def member_train(n_steps: int, batch_size: int | None = None):
+    # The step probes run in a step of their own (train_probe), called at
+    # their cadence; the other steps are the program without them.
+    step_probes = tuple(p for p in spec.probes if p in probes.STEP_PROBES)
+    plain = dataclasses.replace(
+        spec, probes=tuple(p for p in spec.probes if p not in step_probes)
+    )
+
+    def member_train(n_steps: int, batch_size: int | None = None, spec_=plain):
         def run(args, data):
             state, hp = args
 
             def body(s, _):
-                return train_step(spec, s, hp, data, batch_size)
+                return train_step(spec_, s, hp, data, batch_size)
 
             if n_steps == 1:
                 state, m = body(state, None)
@@ -749,8 +763,8 @@ def group_fns(spec: TrainSpec) -> GroupFns:
     def mapped(fn, strategy=spec.strategy):
         return over_members(fn, strategy, mesh)
 
-    def train_fn(n_steps, batch_size=None):
-        f = mapped(member_train(n_steps, batch_size))
+    def train_fn(n_steps, batch_size=None, spec_=plain):
+        f = mapped(member_train(n_steps, batch_size, spec_))
         return jax.jit(lambda state, hp, data: f((state, hp), data), donate_argnums=0)
 
     # Init and reshuffling are not hot; vmapped they compile once, not once per
@@ -764,6 +778,7 @@ def group_fns(spec: TrainSpec) -> GroupFns:
         return jax.jit(lambda state, hp, data: f((state, hp), data))
 
     return GroupFns(
+        train_probe=train_fn(1, spec_=spec) if step_probes else None,
         noise=probe_fn(noise_probe) if "noise_scale" in spec.probes else None,
         sharpness=probe_fn(sharpness_probe) if "sharpness" in spec.probes else None,
         init=jax.jit(lambda hp, base=None: init(hp, base)),
@@ -791,26 +806,51 @@ def replicate(tree, spec: TrainSpec):
     )
 
 
-def run_steps(fns: GroupFns, spec: TrainSpec, state, hp, data, n: int):
+def run_steps(
+    fns: GroupFns, spec: TrainSpec, state, hp, data, n: int, *, start: int = 0,
+    probe_every: int = 0,
+):  # fmt: skip
     """Run ``n`` steps: full ``steps_per_call`` chunks, then single steps.
+
+    With step probes (``fns.train_probe``) and ``probe_every``, every step whose
+    number (``start`` + steps run here + 1) is a multiple of ``probe_every``
+    is the probed step; the others are the program without probes, and their
+    ``probes`` metric is NaN. Probes change no state: the run is the same.
 
     Returns the state and the metrics as device arrays ``[members, n]`` (kept on
     the device; the caller fetches them once per evaluation).
     """
     chunks = []
     k = spec.steps_per_call
-    while n >= k > 1:
-        state, m = fns.train(state, hp, data)
-        chunks.append(m)
-        n -= k
-    for _ in range(n):
-        state, m = fns.train_one(state, hp, data)
+    probing = fns.train_probe is not None and probe_every > 0
+    done = 0
+    while done < n:
+        t = start + done
+        if probing and (t + 1) % probe_every == 0:
+            state, m = fns.train_probe(state, hp, data)
+            done += 1
+        else:
+            room = n - done
+            if probing:  # the steps before the next probed one
+                room = min(room, probe_every - 1 - t % probe_every)
+            if room >= k > 1:
+                state, m = fns.train(state, hp, data)
+                done += k
+            else:
+                state, m = fns.train_one(state, hp, data)
+                done += 1
         chunks.append(m)
     if not chunks:
         return state, None
-    return state, {
-        key: jnp.concatenate([c[key] for c in chunks], 1) for key in chunks[0]
-    }
+    probed = [c["probes"] for c in chunks if "probes" in c]
+    if probed:
+        width = probed[0].shape[-1]
+        for c in chunks:
+            if "probes" not in c:
+                shape = (*c["loss"].shape, width)
+                c["probes"] = jnp.full(shape, jnp.nan, probed[0].dtype)
+    keys = dict.fromkeys(k for c in chunks for k in c)
+    return state, {k: jnp.concatenate([c[k] for c in chunks], 1) for k in keys}
 
 
 def eval_members(fns: GroupFns, spec: TrainSpec, state, val: Mapping) -> dict:

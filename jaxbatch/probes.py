@@ -76,18 +76,22 @@ def layer_names(params) -> tuple[str, ...]:
 
 
 def step_metric_names(probes: Sequence[str], layers: Sequence[str]) -> tuple[str, ...]:
-    """Metric names the train step returns for ``probes``: ``update_ratio`` and
+    """Metric names the train step returns for ``probes``, in the sorted
+    order of its stacked ``probes`` output: ``update_ratio`` and
     ``update_ratio/<layer>`` for each layer, likewise for the others."""
     return tuple(
-        name + suffix
-        for name in probes
-        if name in STEP_PROBES
-        for suffix in ("", *(f"/{layer}" for layer in layers))
+        sorted(
+            name + suffix
+            for name in probes
+            if name in STEP_PROBES
+            for suffix in ("", *(f"/{layer}" for layer in layers))
+        )
     )
 
 
-def step_probes(probes: Sequence[str], params, new_params, grads) -> dict:
-    """Per-step probe metrics of one member (scalars), from its step."""
+def step_probes(probes: Sequence[str], params, updates, grads) -> dict:
+    """Per-step probe metrics of one member (scalars), from its step: the
+    parameters before it, the updates it added to them, and the gradient."""
     out = {}
     if not any(p in STEP_PROBES for p in probes):
         return out
@@ -97,9 +101,7 @@ def step_probes(probes: Sequence[str], params, new_params, grads) -> dict:
         "grad_norm": lambda: {k: jnp.sqrt(v) for k, v in layer_sq_norms(grads).items()},
         "update_ratio": lambda: {
             k: jnp.sqrt(v / jnp.maximum(w2[k], 1e-30))
-            for k, v in layer_sq_norms(
-                jax.tree.map(jnp.subtract, new_params, params)
-            ).items()
+            for k, v in layer_sq_norms(updates).items()
         },
     }
     for name in probes:
@@ -191,7 +193,8 @@ def hessian_top_eigenvalue(
     def body(_, v):
         return normalize(hvp(v))
 
-    v = jax.lax.fori_loop(0, iters, body, normalize(v))
+    # unrolled: a rolled loop of convolutions is many times slower on XLA:CPU
+    v = jax.lax.fori_loop(0, iters, body, normalize(v), unroll=True)
     hv = hvp(v)
     return sum(jnp.sum(a * b) for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(hv)))
 
@@ -230,7 +233,7 @@ def eps_sharpness(
             radius,
         )
 
-    delta = jax.lax.fori_loop(0, steps, body, delta)
+    delta = jax.lax.fori_loop(0, steps, body, delta, unroll=True)
     f1 = loss_fn(jax.tree.map(jnp.add, params, delta))
     return 100.0 * (jnp.maximum(f1, f0) - f0) / (1.0 + f0)
 

@@ -303,7 +303,7 @@ def check(member: Member) -> None:
     """Raise ValueError naming the bad value of a resolved member."""
 
     def bad(what):
-        return ValueError(f"member {describe(member)}: {what}")
+        return ValueError(f"member {describe(member, brief=True)}: {what}")
 
     # XLA flushes float32 subnormals to zero: the LR must be a normal float32.
     with np.errstate(over="ignore"):
@@ -385,9 +385,17 @@ def check(member: Member) -> None:
         raise bad(f"seed must be an integer in [0, 2**31), got {member.seed!r}")
 
 
-def describe(member: Member) -> str:
-    """A short text naming the member: its set fields."""
-    return ", ".join(f"{k}={v}" for k, v in member.to_dict().items() if k != "tags")
+_BRIEF = ("model", "batch_size", "lr", "schedule", "seed")
+
+
+def describe(member: Member, brief: bool = False) -> str:
+    """A short text naming the member: its set fields (``brief``: only model,
+    batch size, LR, schedule and seed, and its tags)."""
+    d = member.to_dict()
+    tags = d.pop("tags", {})
+    if brief:
+        d = {k: d[k] for k in _BRIEF if k in d} | tags
+    return ", ".join(f"{k}={v}" for k, v in d.items())
 
 
 def read_members_file(path: str) -> list[Member]:

@@ -415,6 +415,8 @@ def run_group(
         compile_s += _first_call_s(fns0.start_epoch, copy(), hp)
         for b, fns in fns_of.items():
             compile_s += _first_call_s(fns.train_one, copy(), hp, train)
+            if fns.train_probe is not None:
+                compile_s += _first_call_s(fns.train_probe, copy(), hp, train)
             if fns.train_last is not None:
                 compile_s += _first_call_s(fns.train_last, copy(), hp, train)
             if specs[b].steps_per_call > 1:
@@ -451,17 +453,27 @@ def run_group(
         stops = sorted({s for s in eval_index if step < s <= end} | {end})
         for stop in stops:
             state, metrics = engine.run_steps(
-                fns, spec, state, hp, train, min(stop, full_end) - step
-            )
-            if stop > full_end:  # the epoch's smaller last batch
+                fns, spec, state, hp, train, min(stop, full_end) - step,
+                start=step, probe_every=config.probe_every,
+            )  # fmt: skip
+            if stop > full_end:  # the epoch's smaller last batch (not probed)
                 state, last = fns.train_last(state, hp, train)
+                if metrics is not None and "probes" in metrics:
+                    width = metrics["probes"].shape[-1]
+                    last["probes"] = jax.numpy.full(
+                        (*last["loss"].shape, width), jax.numpy.nan
+                    )
                 metrics = last if metrics is None else {
                     k: jax.numpy.concatenate([metrics[k], last[k]], 1)
                     for k in metrics
                 }  # fmt: skip
             metrics = engine.fetch(metrics)
             for key, values in metrics.items():
-                history[_history_key(key)][:, step:stop] = values
+                if key == "probes":  # [members, steps, probes], names sorted
+                    for j, name in enumerate(step_probes):
+                        history[name][:, step:stop] = values[..., j]
+                else:
+                    history[_history_key(key)][:, step:stop] = values
             bar.update(stop - step)
             step = stop
             if stop in eval_index:
@@ -472,7 +484,8 @@ def run_group(
                 e = eval_index[stop]
                 history["val_loss"][:, e] = np.where(gone, np.nan, ev["val_loss"])
                 history["val_acc"][:, e] = np.where(gone, np.nan, ev["val_acc"])
-                if fns.noise is not None:
+                last = e == len(group.eval_steps) - 1
+                if fns.noise is not None and (e % config.noise_every == 0 or last):
                     estimates = engine.fetch(fns.noise(state, hp, train))
                     for name, values in zip(NOISE_COLUMNS, estimates, strict=True):
                         history[name][:, e] = values
@@ -666,7 +679,8 @@ def _probe_results(group, history, i, last, diverged) -> dict:
     out = {}
     nan = float("nan")
     if "update_ratio" in history:
-        ratio = history["update_ratio"][i, last] if len(last) else []
+        ratio = history["update_ratio"][i, last] if len(last) else np.array([])
+        ratio = ratio[np.isfinite(ratio)]  # the probed steps of the last epoch
         out["update_ratio"] = float(np.median(ratio)) if len(ratio) else nan
     if NOISE_COLUMNS[0] in history:
         ns = probes.smooth_noise_scale(

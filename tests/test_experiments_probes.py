@@ -152,3 +152,104 @@ def test_update_ratio_grows_with_the_lr(ds, tmp_path):
     high = members["update_ratio"][members["lr"] == 0.03]
     assert high.min() > 3 * low.max()  # 10x the LR: a several times larger ratio
     _figures(out, ur.FIGURES)
+
+
+# --- batch timing, BatchNorm, small batches, critical batch ---------------------------
+
+
+def test_batch_timing_rows_follow_from_the_measured_update(tmp_path):
+    from experiments import batch_timing as bt
+
+    out = str(tmp_path / "bt")
+    bt.main(["--models", "mlp", "--batch-sizes", "1,8", "--n-train", "100",
+             "--min-time", "0.01", "--no-progress", "--out", out])  # fmt: skip
+    table = results.read_csv(os.path.join(out, "timing.csv"))
+    assert list(table["batch_size"]) == [1, 8]
+    np.testing.assert_allclose(
+        table["s_per_epoch"],
+        table["ms_per_update"] / 1e3 * np.ceil(100 / table["batch_size"]),
+    )
+    np.testing.assert_allclose(
+        table["examples_per_s"], table["batch_size"] / (table["ms_per_update"] / 1e3)
+    )
+    assert np.all(table["compile_s"] > 0) and np.all(table["ms_per_update"] > 0)
+    _figures(out, bt.FIGURES)
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--batch-sizes", "0,8"], "positive integers"),
+        (["--batch-sizes", "a"], "--batch-sizes takes integers"),
+        (["--models", "nope"], "unknown model 'nope'"),
+        (["--min-time", "-1"], "--min-time must be positive"),
+    ],
+)
+def test_batch_timing_bad_flags_are_one_line(flags, message, tmp_path, capsys):
+    from experiments import batch_timing as bt
+
+    with pytest.raises(SystemExit) as exit_:
+        bt.main([*flags, "--out", str(tmp_path / "x")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_bn_and_small_batch_experiments_run_and_draw(ds, tmp_path):
+    from experiments import bn_small_batch as bn
+    from experiments import small_batch as sb
+
+    tiny = dict(model_kwargs=(("width", 0.25),), batch_sizes=(4, 16), seeds=(0, 1),
+                epochs=1, strategy="vmap")  # fmt: skip
+    out = str(tmp_path / "bn")
+    sweep.run(sweep.SweepConfig(**{**bn.PRESETS["quick"], **tiny}), out,
+              progress=False, plots=False, dataset=ds)  # fmt: skip
+    members = results.read_csv(os.path.join(out, "members.csv"))
+    assert set(members["model"]) == {"simple_cnn", "simple_cnn_bn"}
+    # the linear rule: LR 0.02 at batch 64 -> 0.02 * b / 64
+    np.testing.assert_allclose(members["lr"], 0.02 * members["batch_size"] / 64)
+    _figures(out, bn.FIGURES)
+    recipes_ = sb.small_batch_members((2, 16), (2.0**-9, 2.0**-5), (0, 1))
+    out = str(tmp_path / "sb")
+    config = sweep.SweepConfig(
+        **{**sb.PRESETS["quick"], "recipes": recipes_,
+           "model_kwargs": (("hidden", (16,)),), "epochs": 1}
+    )  # fmt: skip
+    sweep.run(config, out, progress=False, plots=False, dataset=ds)
+    members = results.read_csv(os.path.join(out, "members.csv"))
+    np.testing.assert_allclose(members["lr"], members["batch_size"] * members["eta"])
+    _figures(out, sb.FIGURES)
+
+
+def test_fit_recovers_the_critical_batch_of_an_exact_curve():
+    from jaxbatch import critical
+
+    b = np.array([8, 32, 128, 512, 2048])
+    s_min, b_crit = critical.fit_steps(b, 300 * (1 + 100 / b))
+    assert s_min == pytest.approx(300) and b_crit == pytest.approx(100)
+    with pytest.raises(ValueError, match="at least two"):
+        critical.fit_steps(b, [10.0, np.nan, np.nan, np.nan, np.nan])
+
+
+def test_critical_batch_counts_steps_to_the_target(ds, tmp_path):
+    from experiments import critical_batch as cb
+    from jaxbatch import critical
+
+    tiny = dict(model_kwargs=(("hidden", (16,)),), batch_sizes=(8, 64),
+                lrs=(0.03, 0.1), epochs=2, probe_size=64)  # fmt: skip
+    out = str(tmp_path / "cb")
+    sweep.run(sweep.SweepConfig(**{**cb.PRESETS["quick"], **tiny}), out,
+              progress=False, plots=False, dataset=ds)  # fmt: skip
+    history = results.read_csv(os.path.join(out, "history.csv"))
+    target = 0.5
+    got = critical.steps_to_target(out, target)
+    for m, step in got["members"].items():
+        rows = (history["member"] == m) & np.isfinite(history["val_acc"])
+        reached = history["step"][rows][history["val_acc"][rows] >= target]
+        assert step == (reached[0] if len(reached) else np.nan) or (
+            np.isnan(step) and not len(reached)
+        )
+    report = critical.analyse(out, target)
+    assert report["batch_sizes"] == [8, 64]
+    assert np.isfinite(report["b_simple_measured"]) and report["b_simple_measured"] > 0
+    _figures(out, cb.FIGURES)

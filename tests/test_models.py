@@ -52,6 +52,7 @@ def test_registry_lists_every_model():
         "mobilenet_v1",
         "mobilenet_v2",
         "simple_cnn",
+        "simple_cnn_bn",
         "squeezenet1_0",
         "squeezenet1_1",
     )
@@ -304,3 +305,20 @@ def test_pairwise_2x2_pool_equals_reduce_window(size, ceil_mode):
     g = jax.grad(lambda x: jnp.sum(jnp.sin(pool(x))))(x)
     g_ref = jax.grad(lambda x: jnp.sum(jnp.sin(reference(x))))(x)
     np.testing.assert_array_equal(g, g_ref)
+
+
+def test_simple_cnn_batch_norm_swaps_conv_biases_for_bn_scale_and_offset():
+    """BatchNorm after each convolution: the 32 + 64 conv biases go, a scale
+    and an offset per channel come (2 x 96), and running statistics appear."""
+    x = jnp.zeros((2, 28, 28, 1))
+    counts = {}
+    for name in ("simple_cnn", "simple_cnn_bn"):
+        variables = jax.eval_shape(
+            lambda x, n=name: models.get_model(n, num_classes=10).init(_rngs(), x), x
+        )
+        counts[name] = sum(v.size for v in jax.tree.leaves(variables["params"]))
+        assert ("batch_stats" in variables) == (name == "simple_cnn_bn")
+    assert counts["simple_cnn"] == 421_642
+    assert counts["simple_cnn_bn"] == 421_642 - 96 + 2 * 96
+    net = models.get_model("simple_cnn_bn", num_classes=10)
+    assert models.uses_batch_norm(net, (1, 28, 28, 1))

@@ -100,7 +100,7 @@ def test_noise_scale_of_linear_regression_equals_its_gradient_covariance():
 def _cfg(**kw):
     base = dict(
         model="mlp", model_kwargs=MLP, batch_sizes=(32,), lrs=(0.05,), epochs=2,
-        eval_every=4, strategy="vmap", probe_size=128,
+        eval_every=4, strategy="vmap", probe_size=128, noise_every=1,
     )  # fmt: skip
     return sweep.SweepConfig(**{**base, **kw})
 
@@ -116,9 +116,10 @@ def _run(cfg, ds, out):
 def test_update_ratio_of_plain_sgd_is_lr_times_grad_over_weight_norm(ds, tmp_path):
     cfg = _cfg(
         momentums=(0.0,), schedule="constant",
-        probes=("update_ratio", "grad_norm", "param_norm"),
+        probes=("update_ratio", "grad_norm", "param_norm"), probe_every=1,
     )  # fmt: skip
     members, h = _run(cfg, ds, tmp_path / "r")
+    assert np.all(np.isfinite(h["update_ratio"]))  # every step probed
     for layer in ("", "/Dense_0", "/Dense_1"):
         np.testing.assert_allclose(
             h["update_ratio" + layer],
@@ -166,13 +167,17 @@ def test_probes_off_leave_the_train_step_unchanged():
         np.zeros(1, np.float32), np.ones(1, np.float32),
     )  # fmt: skip
 
-    def text(fns):
-        return fns.train_one.lower(state, hp, train).as_text()
+    def text(fn):
+        return fn.lower(state, hp, train).as_text()
 
     _, eval_only = hlo(("noise_scale", "sharpness"))
     _, stepped = hlo(("update_ratio",))
-    assert text(plain) == text(eval_only)
-    assert text(plain) != text(stepped)
+    assert text(plain.train_one) == text(eval_only.train_one)
+    # with step probes on, the steps between probed ones are the same program
+    # too; the probed step is a program of its own
+    assert text(plain.train_one) == text(stepped.train_one)
+    assert text(plain.train_one) != text(stepped.train_probe)
+    assert plain.train_probe is None and eval_only.train_probe is None
     assert plain.noise is None and eval_only.noise is not None
 
 
@@ -198,3 +203,17 @@ def test_interpolation_ends_are_the_members_own_numbers(ds, tmp_path):
 def test_bad_probe_settings_are_one_line_errors(kw, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[")):
         _cfg(**kw)
+
+
+def test_step_probes_at_a_cadence_change_nothing_else(ds, tmp_path):
+    """Probed every 3rd step, the run is the run without probes (the probed
+    step is a separate program computing the same update), and the probe
+    values sit at steps 3, 6, 9, ..."""
+    _, plain = _run(_cfg(), ds, tmp_path / "plain")
+    _, probed = _run(_cfg(probes=("update_ratio",), probe_every=3), ds, tmp_path / "p")
+    np.testing.assert_array_equal(plain["train_loss"], probed["train_loss"])
+    np.testing.assert_array_equal(plain["val_loss"], probed["val_loss"])
+    has = np.isfinite(probed["update_ratio"])
+    np.testing.assert_array_equal(np.flatnonzero(has), np.flatnonzero(
+        probed["step"] % 3 == 0))  # fmt: skip
+    # the epoch's smaller last batch (256 = 8 x 32: none here) is never probed

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxbatch.models.alexnet import AlexNet
-from jaxbatch.models.cnn import AlexNetSmall, SimpleCNN
+from jaxbatch.models.cnn import AlexNetSmall, SimpleCNN, SimpleCNNBN
 from jaxbatch.models.mlp import MLP
 from jaxbatch.models.mobilenet import MobileNetV1, MobileNetV2
 from jaxbatch.models.squeezenet import SqueezeNet1_0, SqueezeNet1_1
@@ -46,6 +46,7 @@ __all__ = [
 MODELS: dict[str, type[nn.Module]] = {
     "mlp": MLP,
     "simple_cnn": SimpleCNN,
+    "simple_cnn_bn": SimpleCNNBN,
     "alexnet_small": AlexNetSmall,
     "alexnet": AlexNet,
     "squeezenet1_0": SqueezeNet1_0,

@@ -9,6 +9,7 @@ from flax import linen as nn
 
 from jaxbatch.models.layers import (
     adaptive_avg_pool,
+    batch_norm,
     check_config,
     check_dropout,
     conv,
@@ -27,13 +28,16 @@ class SimpleCNN(nn.Module):
     x: [batch, H, W, C] -> logits [batch, num_classes]. For 28x28 inputs the
     classifier sees 7x7x64 features; the dense layer grows with the image
     (at 224x224 it holds 25.7M weights). `small_input` is accepted and ignored:
-    the net is a small-image layout already. `train` is ignored (no dropout, no
-    BatchNorm). PyTorch default init.
+    the net is a small-image layout already. `batch_norm`: a BatchNorm after
+    each convolution (before its ReLU; the convolutions then have no bias),
+    which is what `train` switches; otherwise `train` is ignored (no dropout).
+    PyTorch default init.
     """
 
     num_classes: int
     width: float = 1.0
     small_input: bool = False
+    batch_norm: bool = False
 
     def __post_init__(self) -> None:
         check_config("simple_cnn", self.num_classes, width=self.width)
@@ -41,12 +45,20 @@ class SimpleCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        del train  # no dropout / batch norm
         for channels in (32, 64):
-            x = nn.relu(conv(x, scale_width(channels, self.width), 3, padding=1))
-            x = max_pool(x, 2, 2)
+            x = conv(x, scale_width(channels, self.width), 3, padding=1,
+                     use_bias=not self.batch_norm)  # fmt: skip
+            if self.batch_norm:
+                x = batch_norm(x, train)
+            x = max_pool(nn.relu(x), 2, 2)
         x = nn.relu(dense(flatten(x), scale_width(128, self.width)))
         return dense(x, self.num_classes)
+
+
+class SimpleCNNBN(SimpleCNN):
+    """`simple_cnn` with a BatchNorm after each convolution (`batch_norm=True`)."""
+
+    batch_norm: bool = True
 
 
 class AlexNetSmall(nn.Module):

@@ -88,10 +88,11 @@ def _lr_colors(lrs):
     return {v: cmap((np.log10(v) - logs.min()) / span) for v in lrs}
 
 
-def update_ratio(out: str, smooth: int = 25) -> Figure:
+def update_ratio(out: str, smooth: int = 5) -> Figure:
     """The update/weight ratio ``||Δw|| / ||w||`` per layer over training, one
-    colour per LR (mean over the seeds that did not diverge, smoothed over
-    ``smooth`` steps), the 1e-3 rule of thumb marked; and the final test
+    colour per LR (geometric mean over the seeds that did not diverge, at the
+    probed steps, smoothed over ``smooth`` of them), the 1e-3 rule of thumb
+    marked; and the final test
     accuracy against the median ratio of the last epoch, per LR. Diverged
     members are left out of both (the legend counts them); the ratio axes
     span the values of the LRs whose members all learnt (test accuracy above
@@ -121,7 +122,10 @@ def update_ratio(out: str, smooth: int = 25) -> Figure:
                 continue
             ys = np.stack([history[col][history["member"] == m] for m in ids])
             steps = history["step"][history["member"] == ids[0]]
-            y = np.exp(np.nanmean(np.log(np.maximum(ys, 1e-30)), 0))  # geometric
+            probed = np.isfinite(ys).any(0)  # the steps the probe ran at
+            ys, steps = ys[:, probed], steps[probed]
+            with np.errstate(divide="ignore"):
+                y = np.exp(np.nanmean(np.log(np.maximum(ys, 1e-30)), 0))  # geometric
             if len(y) > smooth:
                 y, steps = np.convolve(y, kernel, "valid"), steps[smooth - 1 :]
             ax.plot(steps, y, color=colors[v], lw=1.3)
@@ -231,4 +235,149 @@ def batch_generalization(out: str) -> Figure:
     n = len(np.unique(members["seed"]))
     fig.suptitle(f"batch size and generalization (mean of {n} seeds, band: 95% "
                  "interval; every batch size trains the same epochs)")  # fmt: skip
+    return fig
+
+
+def batch_timing(out: str) -> Figure:
+    """Time per update, time per epoch and examples per second against the
+    batch size (log-log), one line per model, from ``timing.csv``."""
+    table = results.read_csv(os.path.join(out, "timing.csv"))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
+    for i, model in enumerate(dict.fromkeys(table["model"].astype(str))):
+        sel = table["model"].astype(str) == model
+        b = table["batch_size"][sel]
+        for ax, col in zip(axes, ("ms_per_update", "s_per_epoch", "examples_per_s")):
+            ax.plot(b, table[col][sel], marker="os^D"[i % 4], lw=1.8, label=model)
+    titles = ("time per update", "time per epoch", "throughput")
+    labels = ("ms per update", "s per epoch (updates x time per update)",
+              "examples per second")  # fmt: skip
+    for ax, title, label in zip(axes, titles, labels):
+        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=label,
+               title=title)  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    backend, kind = str(table["backend"][0]), str(table["device_kind"][0])
+    device = backend if kind.lower() == backend.lower() else f"{backend} ({kind})"
+    fig.suptitle(f"one member's SGD step on {device} (compile time excluded)")
+    return fig
+
+
+def bn_small_batch(out: str) -> Figure:
+    """Test accuracy against batch size, one line per model (mean over seeds,
+    band: 95% interval), and the clean train minus test accuracy gap."""
+    members, _ = load(out)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    for i, model in enumerate(dict.fromkeys(members["model"].astype(str))):
+        sel = members["model"].astype(str) == model
+        sub = {k: v[sel] for k, v in members.items()}
+        color = plt.get_cmap("tab10")(i)
+        sizes, test = _by_batch(sub, "test_acc")
+        _, train = _by_batch(sub, "train_eval_acc")
+        _band(axes[0], sizes, test, color, model, marker="os^D"[i % 4])
+        gap = np.column_stack([train[:, 0] - test[:, 0], np.zeros(len(sizes))])
+        axes[1].plot(sizes, gap[:, 0], marker="os^D"[i % 4], color=color,
+                     label=model)  # fmt: skip
+    axes[0].set(ylabel="test accuracy", title="test accuracy (final parameters)")
+    axes[1].set(ylabel="train − test accuracy (eval mode)",
+                title="generalization gap")  # fmt: skip
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    n = len(np.unique(members["seed"]))
+    fig.suptitle(f"BatchNorm at small batches (mean of {n} seeds, same epochs)")
+    return fig
+
+
+def small_batch(out: str, within: float = 0.02) -> Figure:
+    """Test accuracy against the base LR ``eta`` (LR / batch size), one line
+    per batch size (mean over seeds; diverged members count as chance); the
+    best accuracy per batch size, and the width (in factors of 2) of the
+    range of ``eta`` within ``within`` of that best."""
+    members, _ = load(out)
+    chance = (
+        1.0 / results.read_json(os.path.join(out, "config.json"))["data"]["num_classes"]
+    )
+    diverged = members["diverged"].astype(str) == "True"
+    acc = np.where(diverged | ~np.isfinite(members["test_acc"]), chance,
+                   members["test_acc"])  # fmt: skip
+    sizes = np.unique(members["batch_size"])
+    etas = np.unique(members["eta"])
+    cmap = plt.get_cmap("viridis")
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
+    best, width = [], []
+    for i, b in enumerate(sizes):
+        at_b = members["batch_size"] == b
+        mean = np.array([np.mean(acc[at_b & (members["eta"] == e)]) for e in etas])
+        color = cmap(i / max(1, len(sizes) - 1))
+        ax.plot(etas, mean, marker="o", color=color, lw=1.8, label=f"batch {b:g}")
+        best.append(mean.max())
+        good = etas[mean >= mean.max() - within]
+        width.append(np.log2(good.max() / good.min()))
+    ax.axhline(chance, color="0.6", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="base LR η̃ = LR / batch size", ylabel="test accuracy",
+           title="test accuracy against the base LR (mean over seeds)")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="LR = batch × η̃", title_fontsize=8)
+    ax2.plot(sizes, best, "o-", color="tab:red", lw=1.8, label="best test accuracy")
+    ax2.set(xlabel="batch size", ylabel="best test accuracy")
+    ax2.set_xscale("log", base=2)
+    twin = ax2.twinx()
+    label = f"range of η̃ within {100 * within:g} points of the best"
+    twin.plot(sizes, width, "s--", color="tab:blue", label=label)
+    twin.set_ylabel("width of the good η̃ range (factors of 2)", color="tab:blue")
+    lines = [*ax2.get_legend_handles_labels()[0], *twin.get_legend_handles_labels()[0]]
+    ax2.legend(lines, [h.get_label() for h in lines], fontsize=8, loc="lower left")
+    ax2.set_title("best accuracy and the stable range")
+    ax2.grid(alpha=0.3)
+    return fig
+
+
+def critical_batch(out: str) -> Figure:
+    """Steps (left) and examples (right) to the target validation accuracy
+    against batch size, each batch size at its best LR, log-log: the
+    measured points, perfect scaling from the smallest batch (steps halve per
+    doubling), the fitted ``S_min (1 + B_crit / B)``, and ``B_crit`` and the
+    measured noise scale ``B_simple`` marked. Reads ``critical_batch.json``."""
+    report = results.read_json(os.path.join(out, "critical_batch.json"))
+    b = np.asarray(report["batch_sizes"], float)
+    s = np.array([np.nan if v is None else v for v in report["steps_to_target"]])
+    s_min, b_crit = report["s_min"], report["b_crit_fitted"]
+    grid = np.logspace(np.log10(b.min()), np.log10(b.max()), 100)
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.3), layout="constrained")
+    first = np.flatnonzero(np.isfinite(s))[0]
+    panels = (
+        (axes[0], np.ones_like, "steps to target"),
+        (axes[1], lambda x: x, "examples to target"),
+    )
+    for ax, scale, ylabel in panels:
+        ax.plot(
+            b, s * scale(b), "o", color="tab:blue", ms=7, label="measured (best LR)"
+        )
+        ax.plot(grid, s[first] * b[first] / grid * scale(grid), ":", color="0.4",
+                label="perfect scaling")  # fmt: skip
+        ax.plot(grid, s_min * (1 + b_crit / grid) * scale(grid), "-", color="tab:red",
+                label=f"fit S_min (1 + B_crit / B): B_crit = {b_crit:.0f}")  # fmt: skip
+        ax.axvline(b_crit, color="tab:red", ls="--", lw=1)
+        bs = report["b_simple_measured"]
+        if np.isfinite(bs):
+            ax.axvline(bs, color="tab:green", ls="--", lw=1,
+                       label=f"noise scale B_simple = {bs:.0f}")  # fmt: skip
+        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=ylabel)
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3, which="both")
+    for x, y, lr in zip(b, s, report["best_lr"]):
+        if lr is not None:
+            axes[0].annotate(f"LR {lr:g}", (x, y), xytext=(4, 4),
+                             textcoords="offset points", fontsize=7)  # fmt: skip
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("steps to the target")
+    axes[1].set_title("examples to the target")
+    fig.suptitle(
+        f"steps to {100 * report['target_val_acc']:g}% validation accuracy, each "
+        "batch size at its best LR"
+    )
     return fig
