@@ -298,15 +298,26 @@ def main(
         raise SystemExit(143 if isinstance(err, Terminated) else 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+    print_summary(out)
+    return finish(out, after, figures, plots=not args.no_plots)
+
+
+def print_summary(out: str) -> None:
+    """The members table of a finished run, as the command line prints it."""
     members = sweep.results.read_csv(os.path.join(out, "members.csv"))
     rows = [dict(zip(members, vals)) for vals in zip(*members.values())]
-    print(format_table(rows, summary_columns(members)))
+    print(format_table(rows, summary_columns(members)), flush=True)
+
+
+def finish(out: str, after=None, figures=None, *, plots: bool = True) -> str:
+    """An experiment's last steps: its analysis ``after(out)``, its figures
+    (into ``<out>/plots``), and the results line; returns ``out``."""
     if after is not None:
         after(out)
-    if figures and not args.no_plots:
-        from jaxbatch import plots
+    if figures and plots:
+        from jaxbatch import plots as plots_mod
 
-        for path in plots.save_figures(out, figures):
+        for path in plots_mod.save_figures(out, figures):
             print(f"figure: {path}")
     print(f"results: {out}")
     return out

@@ -285,7 +285,7 @@ def interpolation(
     ``<out>/interpolation.csv``.
     """
     from jaxbatch import config as config_mod
-    from jaxbatch import data, engine, models, results
+    from jaxbatch import engine, models, results, sweep
 
     meta = results.read_json(os.path.join(out, "config.json"))
     config = config_mod.SweepConfig.from_dict(meta["config"])
@@ -297,14 +297,7 @@ def interpolation(
         raise ValueError(
             f"interpolation needs one model, got {model_of[a]} and {model_of[b]}"
         )
-    ds = dataset or data.load(
-        config.dataset,
-        data_dir=config.data_dir,
-        train_size=config.train_size,
-        val_size=config.val_size,
-        seed=config.data_seed,
-        image_size=config.image_size,
-    )
+    ds = dataset or sweep.load_data(config)
     net = models.get_model(
         model_of[a],
         num_classes=meta["data"]["num_classes"],

@@ -54,6 +54,18 @@ def enable_compilation_cache(path: str | None = None) -> str:
     return path
 
 
+def load_data(config: SweepConfig) -> data.Dataset:
+    """The dataset a sweep's data settings name (its train/validation split)."""
+    return data.load(
+        config.dataset,
+        data_dir=config.data_dir,
+        train_size=config.train_size,
+        val_size=config.val_size,
+        seed=config.data_seed,
+        image_size=config.image_size,
+    )
+
+
 def default_out(experiment: str) -> str:
     return os.path.join("runs", experiment, time.strftime("%Y%m%d-%H%M%S"))
 
@@ -813,14 +825,7 @@ def run(
             )
     if config.compile_cache:
         enable_compilation_cache()
-    ds = dataset or data.load(
-        config.dataset,
-        data_dir=config.data_dir,
-        train_size=config.train_size,
-        val_size=config.val_size,
-        seed=config.data_seed,
-        image_size=config.image_size,
-    )
+    ds = dataset or load_data(config)
     groups = plan_groups(config, ds)  # validates batch sizes against the data
     base = None
     if config.init_from:

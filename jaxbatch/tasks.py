@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from jaxbatch import cli, data, results, sweep
+from jaxbatch import cli, data, sweep
 
 
 def _stratified(y: np.ndarray, size: int | None, seed: int) -> np.ndarray:
@@ -181,9 +181,7 @@ def main(
                 plots=not args.no_plots,
                 dataset=ds,
             )
-            members = results.read_csv(os.path.join(stage_out, "members.csv"))
-            rows = [dict(zip(members, vals)) for vals in zip(*members.values())]
-            print(cli.format_table(rows, cli.summary_columns(members)), flush=True)
+            cli.print_summary(stage_out)
     except (ValueError, OSError) as err:
         message = " ".join(str(err).split()) if str(err) else type(err).__name__
         parser.exit(2, f"{parser.prog}: error: {message}\n")
@@ -199,12 +197,4 @@ def main(
         raise SystemExit(143 if isinstance(err, cli.Terminated) else 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if after is not None:
-        after(out)
-    if figures and not args.no_plots:
-        from jaxbatch import plots
-
-        for path in plots.save_figures(out, figures):
-            print(f"figure: {path}")
-    print(f"results: {out}")
-    return out
+    return cli.finish(out, after, figures, plots=not args.no_plots)

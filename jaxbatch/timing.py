@@ -182,10 +182,6 @@ def main(
             f"{r['ms_per_update']:9.2f} ms/update {r['s_per_epoch']:9.2f} s/epoch "
             f"{r['examples_per_s']:10.0f} examples/s (compile {r['compile_s']:.1f} s)"
         )
-    if figures and not args.no_plots:
-        from jaxbatch import plots
+    from jaxbatch import cli
 
-        for path in plots.save_figures(out, figures):
-            print(f"figure: {path}")
-    print(f"results: {out}")
-    return out
+    return cli.finish(out, figures=figures, plots=not args.no_plots)
