@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -261,19 +262,9 @@ def main(
     runs once the sweep has finished, before the figures (an analysis that
     writes a file).
     """
-    parser = build_parser(description, presets, experiment)
-    given = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(_attach_negative_values(given))
-    if args.distributed:
-        import jax
-
-        jax.distributed.initialize()
-    out = args.out or sweep.default_out(experiment)
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
+    parser, given, args, out = parse(description, presets, experiment, argv)
+    with command(parser, experiment, given, args, out):
         config = config_from_args(args, experiment, presets)
-        if args.resume and not args.out:
-            raise ValueError("--resume needs --out DIR, the run to continue")
         print(f"results -> {out}", flush=True)
         out = sweep.run(
             config,
@@ -282,13 +273,39 @@ def main(
             progress=not args.no_progress,
             plots=not args.no_plots,
         )
+    print_summary(out)
+    return finish(out, after, figures, plots=not args.no_plots)
+
+
+def parse(description: str, presets: Mapping, experiment: str, argv):
+    """``(parser, given flags, args, out)`` of an experiment's command line
+    (``jax.distributed`` started when ``--distributed``)."""
+    parser = build_parser(description, presets, experiment)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(_attach_negative_values(given))
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()
+    return parser, given, args, args.out or sweep.default_out(experiment)
+
+
+@contextlib.contextmanager
+def command(parser, experiment: str, given: list[str], args, out: str):
+    """The body of an experiment's command: bad input, missing data or a full
+    disk end in one line and exit 2; Ctrl-C and SIGTERM print the exact
+    ``--resume`` command and exit 130 / 143."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        if args.resume and not args.out:
+            raise ValueError("--resume needs --out DIR, the run to continue")
+        yield
     except (ValueError, OSError) as err:
-        # Bad input, missing data, a full disk: one line, exit 2.
         message = " ".join(str(err).split()) if str(err) else type(err).__name__
         parser.exit(2, f"{parser.prog}: error: {message}\n")
     except KeyboardInterrupt as err:
         if not args.out:
-            given += ["--out", out]
+            given = [*given, "--out", out]
         cmd = " ".join(shlex.quote(a) for a in given if a != "--resume")
         what = "terminated" if isinstance(err, Terminated) else "interrupted"
         sys.stderr.write(
@@ -298,8 +315,6 @@ def main(
         raise SystemExit(143 if isinstance(err, Terminated) else 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print_summary(out)
-    return finish(out, after, figures, plots=not args.no_plots)
 
 
 def print_summary(out: str) -> None:

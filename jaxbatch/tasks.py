@@ -12,9 +12,6 @@ a setting that is fixed for a whole sweep (``early_stop_patience``).
 from __future__ import annotations
 
 import os
-import shlex
-import signal
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -150,24 +147,14 @@ def main(
     continues every stage that started and runs the rest. ``figures`` are
     saved into ``<out>/plots`` (their functions get ``<out>``).
     """
-    parser = cli.build_parser(description, presets, experiment)
-    given = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(cli._attach_negative_values(given))
-    if args.distributed:
-        import jax
-
-        jax.distributed.initialize()
-    out = args.out or sweep.default_out(experiment)
+    parser, given, args, out = cli.parse(description, presets, experiment, argv)
 
     def config_for(defaults: Mapping | None = None, **fixed) -> sweep.SweepConfig:
         preset = {**presets[args.preset], **(defaults or {})}
         config = cli.config_from_args(args, experiment, {args.preset: preset})
         return config.replace(**fixed) if fixed else config
 
-    previous = signal.signal(signal.SIGTERM, cli._terminate)
-    try:
-        if args.resume and not args.out:
-            raise ValueError("--resume needs --out DIR, the run to continue")
+    with cli.command(parser, experiment, given, args, out):
         print(f"results -> {out}", flush=True)
         for name, config, ds in stages(config_for, out, args.preset):
             stage_out = os.path.join(out, name)
@@ -182,19 +169,4 @@ def main(
                 dataset=ds,
             )
             cli.print_summary(stage_out)
-    except (ValueError, OSError) as err:
-        message = " ".join(str(err).split()) if str(err) else type(err).__name__
-        parser.exit(2, f"{parser.prog}: error: {message}\n")
-    except KeyboardInterrupt as err:
-        if not args.out:
-            given += ["--out", out]
-        cmd = " ".join(shlex.quote(a) for a in given if a != "--resume")
-        what = "terminated" if isinstance(err, cli.Terminated) else "interrupted"
-        sys.stderr.write(
-            f"\n{what}. Every finished epoch is saved; continue with:\n"
-            f"  python -m experiments.{experiment} {cmd} --resume\n"
-        )
-        raise SystemExit(143 if isinstance(err, cli.Terminated) else 130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     return cli.finish(out, after, figures, plots=not args.no_plots)
