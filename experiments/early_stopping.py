@@ -9,17 +9,17 @@ What you should see (quick: MLP 784-256-10 on 1000 images for 80 epochs, SGD
 momentum 0.9, constant LR 0.05, one evaluation per epoch on 1000 held-out
 images; test accuracy, mean of 5 seeds ± 95% interval): the validation loss
 is lowest at epoch 7 ± 3 and then rises to twice that, yet the test accuracy
-keeps improving: the final weights of the run that never stops score 81.1 ±
-0.3, the weights kept at the best validation loss 79.1 ± 1.1. Restoring the
-best weights therefore costs 2 points here, and early stopping on the loss
-stops too early: patience 3 stops at epoch 8 ± 2 (final 75.1 ± 3.0, best
-78.1 ± 1.4), patience 10 and 30 at epochs 17 and 37 (final 79.1 ± 1.5 and
-79.0 ± 1.6, best 79.1 ± 1.1 for both: the same best point). Watching the
-validation accuracy instead (patience 10) keeps better weights (80.2 ± 0.6)
+keeps improving: the final weights of the run that never stops score 80.8 ±
+0.5, the weights kept at the best validation loss 79.1 ± 1.1. Restoring the
+best weights therefore costs 1.7 points here, and early stopping on the loss
+stops too early: patience 3 stops at epoch 8 ± 2 (final 74.9 ± 2.9, best
+77.9 ± 1.2), patience 10 and 30 at epochs 17 and 37 (final 79.0 ± 1.5 and
+79.7 ± 1.0, best 79.1 ± 1.1 for both: the same best point). Watching the
+validation accuracy instead (patience 10) keeps better weights (80.1 ± 0.6)
 but is still below training to the end. Halving the LR on a loss plateau
-(patience 3) and stopping at 1/1024 wins: it stops at epoch 46 ± 2 with
-81.2 ± 0.4, as good as 80 epochs at full LR in 57% of the updates, and its
-final weights beat its kept best ones (78.5 ± 0.7).
+(patience 3) and stopping at 1/1024 wins: it stops at epoch 47 ± 3 with
+81.1 ± 0.4, as good as 80 epochs at full LR in 58% of the updates, and its
+final weights beat its kept best ones (78.5 ± 0.8).
 
 The claims tested: on a small training set a long run overfits, so the
 weights at the best validation loss ("restore best weights", Keras'
