@@ -100,35 +100,105 @@ def accuracy_curves(out: str) -> Figure:
     return fig
 
 
+# Recipe columns a summary row may name, in this order, when they vary.
+_ARM_FIELDS = (
+    "model", "batch_size", "batch_schedule", "lr", "schedule", "optimizer",
+    "momentum", "weight_decay", "weight_decay_mode", "warmup_epochs",
+)  # fmt: skip
+
+
+def _arms(members: dict) -> tuple[list[str], list[np.ndarray]]:
+    """Members grouped into arms (equal in everything but the seed): a label
+    naming the tags and recipe fields that vary across the sweep, and the
+    member rows of each arm, in order of first appearance."""
+    n = len(members["member"])
+    tags = [
+        k for k in members
+        if k not in ("member", "group") and k in _tag_columns(members)
+    ]  # fmt: skip
+    keys = [k for k in (*tags, *_ARM_FIELDS) if k in members]
+    varying = [k for k in keys if len({str(v) for v in members[k]}) > 1]
+    order: dict[tuple, list[int]] = {}
+    for i in range(n):
+        order.setdefault(tuple(str(members[k][i]) for k in varying), []).append(i)
+    labels = []
+    for key in order:
+        parts = [f"{k.replace('_', ' ')} {_short(v)}" for k, v in zip(varying, key)]
+        labels.append(", ".join(parts) or "all members")
+    return labels, [np.asarray(rows) for rows in order.values()]
+
+
+def _tag_columns(members: dict) -> set[str]:
+    """The tag columns of ``members.csv``: those between ``model`` and the
+    recipe's ``batch_size``."""
+    names = list(members)
+    if "model" in names and "batch_size" in names:
+        return set(names[names.index("model") + 1 : names.index("batch_size")])
+    return set()
+
+
+def _short(value: str) -> str:
+    try:
+        return f"{float(value):g}"
+    except ValueError:
+        return value
+
+
 def summary(out: str) -> Figure:
-    """Best validation accuracy and final train/val gap per (batch size, LR)."""
+    """One row per arm (members equal but for the seed), labelled by what
+    varies across the sweep: the best validation accuracy and the final test
+    accuracy (dots: seeds; bar: mean), and the clean train/validation gaps.
+    The figure grows with the number of arms; diverged members are counted
+    in the label, not plotted."""
     members, _ = load(out)
-    labels = [
-        f"bs {b:g}\nlr {lr:g}"
-        + (f"\nseed {s:g}" if len(set(members["seed"])) > 1 else "")
-        for b, lr, s in zip(members["batch_size"], members["lr"], members["seed"])
-    ]
-    x = np.arange(len(labels))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
-    bars = ax1.bar(x, members["best_val_acc"], color="tab:blue")
-    ax1.bar_label(bars, fmt="%.3f", fontsize=8)
-    ax1.set(xticks=x, xticklabels=labels, ylabel="best validation accuracy",
-            title="best validation accuracy")  # fmt: skip
-    lo = (
-        np.nanmin(members["best_val_acc"])
-        if np.isfinite(members["best_val_acc"]).any()
-        else 0
-    )
-    ax1.set_ylim(max(0.0, lo - 0.1), 1.0)
-    width = 0.4
-    ax2.bar(x - width / 2, members["gap_loss"], width, label="val loss - train loss")
-    ax2.bar(x + width / 2, members["gap_acc"], width, label="train acc - val acc")
-    ax2.axhline(0, color="k", lw=0.8)
-    ax2.set(xticks=x, xticklabels=labels, title="overfitting gap (final epoch)")
-    ax2.legend(fontsize=8)
-    for i, diverged in enumerate(members["diverged"]):
-        if str(diverged) == "True":
-            ax1.annotate("diverged", (x[i], 0.5), ha="center", rotation=90, color="red")
+    labels, rows = _arms(members)
+    diverged = members["diverged"].astype(str) == "True"
+    seeds = max(len(r) for r in rows)
+    height = max(3.0, 0.32 * len(labels) + 1.4)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, height), sharey=True,
+                                   layout="constrained")  # fmt: skip
+    y = np.arange(len(labels))[::-1]
+    metrics = [("best_val_acc", "best validation accuracy", "tab:blue")]
+    if "test_acc" in members and np.isfinite(members["test_acc"]).any():
+        metrics.append(("test_acc", "test accuracy (final parameters)", "tab:red"))
+    offsets = np.linspace(-0.18, 0.18, len(metrics))
+    means = []
+    for (col, name, color), dy in zip(metrics, offsets):
+        for j, r in enumerate(rows):
+            ok = r[~diverged[r] & np.isfinite(members[col][r])]
+            if not len(ok):
+                continue
+            v = members[col][ok]
+            means.append(v.mean())
+            ax1.plot(v, np.full(len(v), y[j] + dy), "o", color=color, ms=3, alpha=0.5)
+            ax1.plot([v.mean()], [y[j] + dy], "|", color=color, ms=11, mew=2.5,
+                     label=name if j == 0 else None)  # fmt: skip
+    if means:  # every arm's mean on the axis; a far-off seed may leave it
+        lo, hi = min(means), max(means)
+        pad = 0.15 * (hi - lo) + 0.01
+        ax1.set_xlim(max(0.0, lo - pad), min(1.0, hi + pad))
+    ax1.set(yticks=y, yticklabels=[
+        label + (f"  ({int(diverged[r].sum())} diverged)" if diverged[r].any() else "")
+        for label, r in zip(labels, rows)
+    ], xlabel="accuracy")  # fmt: skip
+    ax1.set_title(f"accuracy per arm (dots: {seeds} seed(s); tick: mean)")
+    ax1.grid(alpha=0.3, axis="x")
+    for col, name, color, dy in (("gap_loss", "val loss − train loss", "tab:purple",
+                                  -0.15),
+                                 ("gap_acc", "train acc − val acc", "tab:orange",
+                                  0.15)):  # fmt: skip
+        for j, r in enumerate(rows):
+            ok = r[~diverged[r] & np.isfinite(members[col][r])]
+            if len(ok):
+                ax2.barh(y[j] + dy, members[col][ok].mean(), height=0.28,
+                         color=color, label=name if j == 0 else None)  # fmt: skip
+    ax2.axvline(0, color="k", lw=0.8)
+    ax2.set(xlabel="gap (final parameters, eval mode)",
+            title="overfitting gap (mean over seeds)")  # fmt: skip
+    ax2.grid(alpha=0.3, axis="x")
+    handles = [h for ax in (ax1, ax2) for h in ax.get_legend_handles_labels()[0]]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
+               fontsize=8, frameon=False)  # fmt: skip
     return fig
 
 
