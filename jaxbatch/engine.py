@@ -840,17 +840,22 @@ def run_steps(
                 state, m = fns.train_one(state, hp, data)
                 done += 1
         chunks.append(m)
+    return state, concat_metrics(chunks)
+
+
+def concat_metrics(chunks: Sequence[Mapping]) -> dict | None:
+    """Metrics of consecutive calls ``[members, steps]`` joined along the
+    steps; a chunk from a step without probes gets NaN ``probes`` (None for no
+    chunks)."""
+    chunks = [c for c in chunks if c is not None]
     if not chunks:
-        return state, None
+        return None
     probed = [c["probes"] for c in chunks if "probes" in c]
     if probed:
         width = probed[0].shape[-1]
-        for c in chunks:
-            if "probes" not in c:
-                shape = (*c["loss"].shape, width)
-                c["probes"] = jnp.full(shape, jnp.nan, probed[0].dtype)
-    keys = dict.fromkeys(k for c in chunks for k in c)
-    return state, {k: jnp.concatenate([c[k] for c in chunks], 1) for k in keys}
+        nan = lambda c: jnp.full((*c["loss"].shape, width), jnp.nan)  # noqa: E731
+        chunks = [c if "probes" in c else {**c, "probes": nan(c)} for c in chunks]
+    return {k: jnp.concatenate([c[k] for c in chunks], 1) for k in chunks[0]}
 
 
 def eval_members(fns: GroupFns, spec: TrainSpec, state, val: Mapping) -> dict:

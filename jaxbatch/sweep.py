@@ -470,15 +470,7 @@ def run_group(
             )  # fmt: skip
             if stop > full_end:  # the epoch's smaller last batch (not probed)
                 state, last = fns.train_last(state, hp, train)
-                if metrics is not None and "probes" in metrics:
-                    width = metrics["probes"].shape[-1]
-                    last["probes"] = jax.numpy.full(
-                        (*last["loss"].shape, width), jax.numpy.nan
-                    )
-                metrics = last if metrics is None else {
-                    k: jax.numpy.concatenate([metrics[k], last[k]], 1)
-                    for k in metrics
-                }  # fmt: skip
+                metrics = engine.concat_metrics([metrics, last])
             metrics = engine.fetch(metrics)
             for key, values in metrics.items():
                 if key == "probes":  # [members, steps, probes], names sorted

@@ -217,3 +217,13 @@ def test_step_probes_at_a_cadence_change_nothing_else(ds, tmp_path):
     np.testing.assert_array_equal(np.flatnonzero(has), np.flatnonzero(
         probed["step"] % 3 == 0))  # fmt: skip
     # the epoch's smaller last batch (256 = 8 x 32: none here) is never probed
+
+
+def test_probes_skip_the_smaller_last_batch_of_an_epoch(ds, tmp_path):
+    """Batch 48 of 256 images: five full steps and a last one of 16 per epoch;
+    probed every 2nd step, the last batches (steps 6 and 12) carry NaN."""
+    cfg = _cfg(batch_sizes=(48,), probes=("update_ratio",), probe_every=2)
+    _, h = _run(cfg, ds, tmp_path / "last")
+    probed = h["step"][np.isfinite(h["update_ratio"])].astype(int).tolist()
+    assert probed == [2, 4, 8, 10]
+    assert h["batch_size"][h["step"] == 6][0] == 16
