@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FMNIST  = /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup setup-test data run test lint clean
+.PHONY: setup setup-test data run test lint clean gallery
 
 setup: $(VENV)/.installed
 
@@ -43,3 +43,9 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Every experiment's quick preset (python -m experiments.suite), then the README
+# gallery from their headline figures (docs/gallery/).
+gallery: setup data
+	$(BIN)/python -m experiments.suite --preset quick --out runs/suite-gallery
+	$(BIN)/python -m experiments.gallery runs/suite-gallery

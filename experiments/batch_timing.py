@@ -31,6 +31,15 @@ machine you want to know about: ``--models``, ``--batch-sizes`` and
 from jaxbatch import timing
 from jaxbatch.plots import probes as probe_plots
 
+# What the run tests, the figures its report leads with, and the wall time of
+# its quick preset on a 2-core CPU (python -m experiments lists them).
+CLAIM = (
+    "Larger batches make an epoch faster until the device is full: time per update "
+    "and per epoch against batch size."
+)
+HEADLINE = ("batch_timing.png",)
+QUICK_S = 52
+
 PRESETS = {
     # An MLP and a small CNN from batch 1 to 4096.
     "quick": dict(

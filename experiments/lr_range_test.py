@@ -36,6 +36,12 @@ import os
 from jaxbatch import lr_range, tasks
 from jaxbatch.plots import probes as probe_plots
 
+# What the run tests, the figures its report leads with, and the wall time of
+# its quick preset on a 2-core CPU (python -m experiments lists them).
+CLAIM = "The LR range test (Smith, 2017) finds a good learning rate in one short run."
+HEADLINE = ("lr_range.png",)
+QUICK_S = 23
+
 SEEDS = (0, 1, 2)
 
 COMMON = dict(

@@ -41,6 +41,15 @@ and ``k`` (batch size / B0), and the recipe columns ``lr``,
 from jaxbatch import cli, recipes
 from jaxbatch.plots import search
 
+# What the run tests, the figures its report leads with, and the wall time of
+# its quick preset on a 2-core CPU (python -m experiments lists them).
+CLAIM = (
+    "Scale the LR linearly with the batch size, with a gradual warmup (Goyal et al., "
+    "2017), rather than by its square root or not at all."
+)
+HEADLINE = ("lr_scaling.png", "lr_scaling_curves.png")
+QUICK_S = 53
+
 
 def scaling_members(
     base_batch_size: int,

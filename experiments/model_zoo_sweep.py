@@ -26,6 +26,15 @@ largest gap, the BatchNorm MobileNets train fastest per step. Output as in
 
 from jaxbatch import cli
 
+# What the run tests, the figures its report leads with, and the wall time of
+# its quick preset on a 2-core CPU (python -m experiments lists them).
+CLAIM = (
+    "At one recipe (batch 64, LR 0.01, step decay), AlexNet, SqueezeNet, MobileNetV1 "
+    "and MobileNetV2 differ in how fast they fit and how much they overfit."
+)
+HEADLINE = ("model_comparison.png", "summary.png")
+QUICK_S = 120
+
 MODELS = ("alexnet_small", "squeezenet1_1", "mobilenet_v1", "mobilenet_v2")
 
 PRESETS = {

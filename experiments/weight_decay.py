@@ -67,6 +67,15 @@ weights shrink by ``lr(t) * wd`` per step.
 from jaxbatch import cli, recipes
 from jaxbatch.plots import regularization as reg
 
+# What the run tests, the figures its report leads with, and the wall time of
+# its quick preset on a 2-core CPU (python -m experiments lists them).
+CLAIM = (
+    "L2 regularization and decoupled weight decay are the same under SGD but not "
+    "under Adam (Loshchilov and Hutter, 2019), and the LR/WD ratio is what matters."
+)
+HEADLINE = ("wd_heatmaps.png", "wd_ratio.png")
+QUICK_S = 84
+
 
 def wd_members(sgd_lrs, sgd_wds, adam_lrs, adam_wds, l1_lr, l1_wds, seeds):
     """The LR x WD grid of both modes per optimizer (``weight_decay=0`` once

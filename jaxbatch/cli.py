@@ -153,7 +153,14 @@ def build_parser(
         help="continue the run in --out from its last complete epoch",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
-    run.add_argument("--no-plots", action="store_true", help="skip the figures")
+    run.add_argument(
+        "--no-plots", action="store_true", help="skip the figures and report.html"
+    )
+    run.add_argument(
+        "--tensorboard", action="store_true",
+        help="also write TensorBoard scalars into OUT/tensorboard as it trains "
+        "(needs tensorboardX: pip install 'jaxbatch[tensorboard]')",
+    )  # fmt: skip
     run.add_argument(
         "--distributed", action="store_true",
         help="multi-host run: call jax.distributed.initialize() first (start the "
@@ -272,6 +279,7 @@ def main(
             resume=args.resume,
             progress=not args.no_progress,
             plots=not args.no_plots,
+            tensorboard=args.tensorboard,
         )
     print_summary(out)
     return finish(out, after, figures, plots=not args.no_plots)
@@ -318,13 +326,37 @@ def command(parser, experiment: str, given: list[str], args, out: str):
 
 
 def print_summary(out: str) -> None:
-    """The members table of a finished run, as the command line prints it."""
+    """The members table of a finished run, as the command line prints it,
+    then (when arms have several seeds) each arm's mean ± 95% interval."""
+    from jaxbatch import stats
+
     members = sweep.results.read_csv(os.path.join(out, "members.csv"))
     rows = [dict(zip(members, vals)) for vals in zip(*members.values())]
     print(format_table(rows, summary_columns(members)), flush=True)
+    arms = stats.arm_rows(members)
+    if any(a["seeds"] > 1 for a in arms):
+        keys = stats.varying_fields(members)
+        shown = []
+        for a in arms:
+            row = {k: a[k] for k in keys}
+            row.update(seeds=a["seeds"], diverged=a["diverged"])
+            for col in ("test_acc", "best_val_acc", "gap_acc"):
+                if col in a:
+                    row[col] = _mean_pm(a[col], a[f"{col}_ci"])
+            shown.append(row)
+        print("\narms (mean ± 95% t-interval over seeds):")
+        print(format_table(shown, list(shown[0])), flush=True)
 
 
-def finish(out: str, after=None, figures=None, *, plots: bool = True) -> str:
+def _mean_pm(mean: float, half: float) -> str:
+    if mean != mean:  # NaN
+        return ""
+    return f"{mean:.4f}" + ("" if half != half else f" ± {half:.4f}")
+
+
+def finish(
+    out: str, after=None, figures=None, *, plots: bool = True, experiment=None
+) -> str:
     """An experiment's last steps: its analysis ``after(out)``, its figures
     (into ``<out>/plots``), and the results line; returns ``out``."""
     if after is not None:
@@ -334,5 +366,9 @@ def finish(out: str, after=None, figures=None, *, plots: bool = True) -> str:
 
         for path in plots_mod.save_figures(out, figures):
             print(f"figure: {path}")
+    if plots:
+        from jaxbatch import report
+
+        print(f"report: {report.build(out, experiment=experiment)}")
     print(f"results: {out}")
     return out

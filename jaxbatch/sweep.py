@@ -377,6 +377,7 @@ def run_group(
     resume: bool,
     progress: bool = True,
     base: Mapping | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, np.ndarray]:
     """Train one group to the end (or continue it), checkpointing every epoch.
 
@@ -384,7 +385,9 @@ def run_group(
     final (and, under early stopping, best) weights are saved in
     ``<out>/params/`` for :func:`jaxbatch.results.load_params`.
 
-    ``train`` and ``evals`` come from :func:`device_data`. At a batch-size
+    ``tensorboard``: write each member's scalars after every epoch
+    (:mod:`jaxbatch.tensorboard`). ``train`` and ``evals`` come from
+    :func:`device_data`. At a batch-size
     phase boundary the next phase's compiled step takes over the same state.
     """
     strategy = resolve_strategy(group, train, out, resume=resume).strategy
@@ -456,6 +459,11 @@ def run_group(
         dynamic_ncols=True,
     )
     t_start = time.perf_counter() - float(history["wall_s"])
+    tb = None
+    if tensorboard and jax.process_index() == 0 and epochs_done < config.epochs:
+        from jaxbatch import tensorboard as tb_mod
+
+        tb = tb_mod.Writer(out, group.members)
     for epoch in range(epochs_done, config.epochs):
         spec = specs[group.batch_sizes[epoch]]
         fns = fns_of[spec.batch_size]
@@ -506,7 +514,12 @@ def run_group(
             raise RuntimeError(f"epoch {epoch + 1} took {taken} examples per member")
         history["wall_s"] = np.asarray(time.perf_counter() - t_start)
         checkpoint.save(ckpt_dir, epoch + 1, {"state": state, "history": history})
+        if tb is not None:
+            tb.write(history, int(starts[epoch]), int(starts[epoch + 1]),
+                     group.eval_steps)  # fmt: skip
     bar.close()
+    if tb is not None:
+        tb.close()
     final = engine.fetch({"diverged": state.diverged, "stopped": state.stopped,
                           "lr_scale": state.lr_scale})  # fmt: skip
     if spec0.early_stopping is not None:
@@ -790,8 +803,13 @@ def run(
     progress: bool = True,
     plots: bool = True,
     dataset: data.Dataset | None = None,
+    tensorboard: bool = False,
 ) -> str:
     """Run a whole sweep and write its results directory; returns its path.
+
+    ``plots``: the standard figures and ``report.html`` at the end;
+    ``tensorboard``: TensorBoard scalars in ``<out>/tensorboard`` as it trains
+    (needs tensorboardX).
 
     Raises ValueError before anything compiles for bad values, and when
     ``resume`` finds a run made with a different configuration. Nothing is
@@ -801,6 +819,10 @@ def run(
     config_path = os.path.join(out, "config.json")
     current = config.to_dict()
     _check_out(out, resume)
+    if tensorboard:
+        from jaxbatch import tensorboard as tb_mod
+
+        tb_mod.check_available()
     if resume:
         try:
             saved = results.read_json(config_path)["config"]
@@ -859,7 +881,7 @@ def run(
     for group in groups:
         history = run_group(
             group, train, evals, config, out, resume=resume, progress=progress,
-            base=base,
+            base=base, tensorboard=tensorboard,
         )  # fmt: skip
         member_rows += summarize(group, history, config)
         histories.append((group, history))
@@ -875,8 +897,20 @@ def run(
     )
     if config.interpolate:
         probes.interpolation(out, *config.interpolate, dataset=ds)
+    results.write_csv(os.path.join(out, "arms.csv"), *_arms_table(out))
     if plots:
         from jaxbatch import plots as plots_mod
+        from jaxbatch import report
 
         plots_mod.save_all(out)
+        report.build(out)
     return out
+
+
+def _arms_table(out: str):
+    """``arms.csv``: one row per arm (members equal but for the seed), the
+    mean and 95% t-interval half-width (``<col>_ci``) of each result."""
+    from jaxbatch import stats
+
+    rows = stats.arm_rows(results.read_csv(os.path.join(out, "members.csv")))
+    return stats.arm_columns(rows), rows

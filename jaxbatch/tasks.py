@@ -167,6 +167,7 @@ def main(
                 progress=not args.no_progress,
                 plots=not args.no_plots,
                 dataset=ds,
+                tensorboard=args.tensorboard,
             )
             cli.print_summary(stage_out)
     return cli.finish(out, after, figures, plots=not args.no_plots)

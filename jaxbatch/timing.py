@@ -184,4 +184,6 @@ def main(
         )
     from jaxbatch import cli
 
-    return cli.finish(out, figures=figures, plots=not args.no_plots)
+    return cli.finish(
+        out, figures=figures, plots=not args.no_plots, experiment=experiment
+    )

@@ -8,15 +8,23 @@ its own ``fig, ax`` and returns the ``Figure``; nothing here calls
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 
 import matplotlib
 
-matplotlib.use("Agg")  # noqa: E402 - headless by default; notebooks may switch back
+# Headless (files only) by default; inside a Jupyter/Colab kernel the inline
+# backend stays, so a returned Figure is drawn in the notebook.
+if "ipykernel" not in sys.modules:
+    matplotlib.use("Agg")  # noqa: E402
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
+from scipy import stats as scipy_stats
 
-from jaxbatch import results
+from jaxbatch import results, stats
 
 
 def load(out: str) -> tuple[dict, dict]:
@@ -26,132 +34,493 @@ def load(out: str) -> tuple[dict, dict]:
     return members, history
 
 
-def _member_series(history: dict, member: int, column: str):
-    rows = history["member"] == member
-    steps, values = history["step"][rows], history[column][rows]
-    keep = np.isfinite(values)
-    return steps[keep], values[keep]
+MAX_LEGEND = 6  # more values than this: a colormap and a colorbar, not a legend
+MIN_BAND = 3  # seeds a 95% band needs
+_STYLE_CYCLE = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
 
 
-def _smooth(values: np.ndarray, window: int) -> np.ndarray:
-    if window <= 1 or len(values) < window:
-        return values
-    kernel = np.ones(window) / window
-    return np.convolve(values, kernel, mode="valid")
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
-def _colors(n: int):
-    return plt.get_cmap("tab10")(np.arange(n) % 10)
+class Colors:
+    """The colour of each value of one field (``lr``, ``batch_size``, ...).
 
-
-def loss_curves(out: str, batch_size: int, model: str | None = None) -> Figure:
-    """Training loss per batch (dark) and validation loss (light) vs iteration.
-
-    One figure for one batch size (and ``model``, in a sweep of several), one
-    colour per learning rate (further members of the same LR share it).
+    Up to :data:`MAX_LEGEND` values: distinct tab10 colours and a legend.
+    More numeric values: a continuous colormap (log-scaled when the values
+    span a factor of 10 or more) and a colorbar instead of a legend, so a
+    sweep of 20 learning rates draws one bar, not 40 legend entries.
     """
-    members, history = load(out)
-    sel = members["batch_size"] == batch_size
-    if model is not None:
-        sel &= members["model"] == model
-    lrs = sorted(set(members["lr"][sel]))
-    colors = dict(zip(lrs, _colors(len(lrs))))
-    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
-    for member, lr in zip(members["member"][sel], members["lr"][sel]):
-        c = colors[lr]
-        steps, train = _member_series(history, member, "train_loss")
-        ax.plot(
-            steps,
-            train,
-            color=c,
-            lw=0.6,
-            alpha=0.9,
-            label=f"lr={lr:g} train (per batch)",
+
+    def __init__(self, field: str, values):
+        self.field = field
+        uniq = list(dict.fromkeys(stats._text(v) for v in values))
+        numeric = all(_is_number(v) for v in uniq)
+        if numeric:
+            uniq.sort(key=float)
+        self.values = uniq
+        self.continuous = numeric and len(uniq) > MAX_LEGEND
+        if self.continuous:
+            v = np.array(uniq, float)
+            log = v.min() > 0 and v.max() / v.min() >= 10
+            self.norm = (LogNorm if log else Normalize)(v.min(), v.max())
+            self.cmap = plt.get_cmap("viridis")
+        else:
+            cmap = plt.get_cmap("tab10" if len(uniq) <= 10 else "tab20")
+            self._of = {u: cmap(i % cmap.N) for i, u in enumerate(uniq)}
+
+    def __call__(self, value):
+        key = stats._text(value)
+        if self.continuous:
+            return self.cmap(self.norm(float(key)))
+        return self._of[key]
+
+    @property
+    def title(self) -> str:
+        return self.field.replace("_", " ")
+
+    def label(self, value) -> str:
+        return f"{self.title} {stats._text(value)}"
+
+    def colorbar(self, fig, axes) -> None:
+        sm = ScalarMappable(norm=self.norm, cmap=self.cmap)
+        fig.colorbar(sm, ax=axes, label=self.title, shrink=0.9, pad=0.01)
+
+    def legend_handles(self, **kw) -> list:
+        return [plt.Line2D([], [], color=self(v), label=self.label(v), **kw)
+                for v in self.values]  # fmt: skip
+
+
+def _split_fields(varying: list[str], prefer=("lr",)) -> tuple[str | None, list]:
+    """The field that colours a figure (``prefer`` first) and the rest."""
+    if not varying:
+        return None, []
+    colour = next((f for f in prefer if f in varying), varying[0])
+    return colour, [f for f in varying if f != colour]
+
+
+def _grid(n: int, width: float = 4.6, height: float = 3.3, ncols: int = 3):
+    """``n`` panels in rows of at most ``ncols``; returns ``(fig, axes)``."""
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols + 1.5,
+                             height * nrows + 0.9), squeeze=False, sharey=True,
+                             layout="constrained")  # fmt: skip
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _rows_by_member(history: dict) -> dict[int, np.ndarray]:
+    members, inverse = np.unique(history["member"], return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse))
+    return {int(m): order[b - c : b] for m, b, c in
+            zip(members, bounds, np.bincount(inverse))}  # fmt: skip
+
+
+def _mean_band(ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over seeds (rows) and the half-width of the 95% t-interval per
+    column (NaN where fewer than two seeds have a value)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        mean = np.nanmean(ys, axis=0)
+        n = np.isfinite(ys).sum(axis=0)
+        sd = (
+            np.nanstd(ys, axis=0, ddof=1)
+            if ys.shape[0] > 1
+            else np.full_like(mean, np.nan)
         )
-        steps, val = _member_series(history, member, "val_loss")
-        light = 0.55 * np.asarray(c) + 0.45
-        ax.plot(steps, val, color=light[:3], lw=2.0, label=f"lr={lr:g} validation")
+    t = scipy_stats.t.ppf(0.975, np.maximum(n - 1, 1))
+    half = np.where(n > 1, t * sd / np.sqrt(np.maximum(n, 1)), np.nan)
+    return mean, half
+
+
+def _draw(ax, x, ys, color, *, band: bool = True, **kw):
+    """The mean of the seeds' series ``ys`` [seeds, len(x)] and its band."""
+    mean, half = _mean_band(ys)
+    keep = np.isfinite(mean)
+    if band:  # where three or more seeds have a value (two give a t of 12.7)
+        ok = keep & np.isfinite(half) & (np.isfinite(ys).sum(axis=0) >= MIN_BAND)
+        ax.fill_between(x[ok], (mean - half)[ok], (mean + half)[ok], color=color,
+                        alpha=0.2, lw=0)  # fmt: skip
+    ax.plot(x[keep], mean[keep], color=color, **kw)
+    return mean[keep]
+
+
+def clip_to(ax, values, *, log: bool = False, bounds=(None, None)) -> None:
+    """Set the y limits from ``values`` (the healthy members' curves), so a
+    diverged member, or one spike, cannot stretch the axis to 1e24."""
+    v = np.concatenate([np.ravel(a) for a in values] or [[]])
+    v = v[np.isfinite(v)]
+    if log:
+        v = v[v > 0]
+    if not len(v):
+        return
+    lo, hi = float(v.min()), float(np.quantile(v, 0.995))
+    if log:
+        lo, hi = lo / 1.25, hi * 1.25
+    else:
+        pad = 0.06 * (hi - lo) or 0.01
+        lo, hi = lo - pad, hi + pad
+    if bounds[0] is not None:
+        lo = max(lo, bounds[0])
+    if bounds[1] is not None:
+        hi = min(hi, bounds[1])
+    ax.set_ylim(lo, hi)
+
+
+def _mark_diverged(ax, xs, color) -> None:
+    """An x at the top of the axis where each diverged member stopped."""
+    for x in xs:
+        ax.plot([x], [1.0], "x", color=color, ms=8, mew=2, clip_on=False,
+                transform=ax.get_xaxis_transform(), zorder=5)  # fmt: skip
+
+
+def _diverged_at(history, rows_of, member: int, x_column: str, scale: float = 1.0):
+    rows = rows_of[member]
+    finite = np.flatnonzero(np.isfinite(history["train_loss"][rows]))
+    last = rows[finite[-1]] if len(finite) else rows[0]
+    return float(history[x_column][last]) / scale
+
+
+def _series(history, rows_of, ids, column: str, x_column: str, eval_only: bool):
+    """[seeds, steps] values of ``column`` for members ``ids`` on a shared x
+    (the longest member's ``x_column``); evaluations only when ``eval_only``."""
+    xs, ys = None, []
+    for m in ids:
+        rows = rows_of[int(m)]
+        if eval_only:
+            rows = rows[np.isfinite(history["val_loss"][rows]) |
+                        np.isfinite(history["val_acc"][rows])]  # fmt: skip
+        ys.append(history[column][rows])
+        if xs is None or len(rows) > len(xs):
+            xs = history[x_column][rows]
+    out = np.full((len(ys), len(xs)), np.nan)
+    for i, y in enumerate(ys):
+        out[i, : len(y)] = y
+    return np.asarray(xs, float), out
+
+
+def _smooth_rows(ys: np.ndarray, window: int) -> np.ndarray:
+    """A trailing moving average of each row (NaNs stay NaN)."""
+    if window <= 1:
+        return ys
+    out = np.full_like(ys, np.nan)
+    for i, y in enumerate(ys):
+        ok = np.isfinite(y)
+        c = np.cumsum(np.where(ok, y, 0.0))
+        k = np.cumsum(ok)
+        s = c - np.concatenate([np.zeros(window), c[:-window]])
+        n = k - np.concatenate([np.zeros(window), k[:-window]])
+        out[i] = np.where(ok & (n > 0), s / np.maximum(n, 1), np.nan)
+    return out
+
+
+def _selection(members, batch_size=None, model=None) -> np.ndarray:
+    sel = np.ones(len(members["member"]), bool)
+    if batch_size is not None:
+        sel &= members["batch_size"] == batch_size
+    if model is not None:
+        sel &= members["model"].astype(str) == model
+    return np.flatnonzero(sel)
+
+
+def _seed_text(arm_list, band: bool = True) -> str:
+    n = max(len(r) for _, r in arm_list)
+    if n == 1:
+        return "one seed"
+    return f"mean of {n} seeds" + (
+        ", band: 95% t-interval" if band and n >= MIN_BAND else ""
+    )
+
+
+def _panels(members, rows, colour_field, rest):
+    """``[(panel title, [(colour value, member rows)])]``: one panel per value
+    of the ``rest`` fields, one arm per colour value within it."""
+    out: dict[str, list] = {}
+    for values, r in stats.arms(members, rows, fields=[*rest, colour_field]
+                                if colour_field else rest):  # fmt: skip
+        title = stats.label({k: values[k] for k in rest}) if rest else ""
+        colour = values.get(colour_field) if colour_field else None
+        out.setdefault(title, []).append((colour, r))
+    return list(out.items())
+
+
+def _finish_colours(fig, axes, colors: Colors | None, extra=()):
+    """The colour key (a legend right of the panels, or a colorbar) and the
+    ``extra`` legend handles (line styles) below them."""
+    if colors is not None and colors.continuous:
+        colors.colorbar(fig, axes)
+    elif colors is not None:
+        fig.legend(handles=colors.legend_handles(lw=2), loc="outside right upper",
+                   fontsize=8, frameon=False)  # fmt: skip
+    if extra:
+        fig.legend(handles=list(extra), loc="outside lower center", ncols=len(extra),
+                   fontsize=8, frameon=False)  # fmt: skip
+
+
+def loss_curves(out: str, batch_size: int, model: str | None = None,
+                smooth: int | None = None) -> Figure:  # fmt: skip
+    """Training loss per batch (thin, a moving average) and validation loss
+    (thick, at the evaluations) against iterations, for one batch size (and
+    ``model``): the mean over each arm's seeds with a 95% band, one colour
+    per learning rate (a colorbar past six), one panel per value of any
+    other field that varies. Diverged members are not drawn: an x at the top
+    marks where each one stopped, and the axis spans the healthy members."""
+    members, history = load(out)
+    rows = _selection(members, batch_size, model)
+    rows_of = _rows_by_member(history)
+    gone = stats.diverged(members)
+    colour_field, rest = _split_fields(stats.varying_fields(members, rows))
+    panels = _panels(members, rows, colour_field, rest)
+    colors = Colors(colour_field, members[colour_field][rows]) if colour_field else None
+    fig, axes = _grid(len(panels), width=6.0 if len(panels) == 1 else 4.6)
+    band = not (colors and colors.continuous)  # many arms: the curves only
+    steps = max(len(rows_of[int(m)]) for m in members["member"][rows])
+    window = smooth or max(1, steps // 60)
+    healthy = []  # every panel's curves: the panels share the y axis
+    for ax, (title, arm_list) in zip(axes, panels):
+        n_gone = 0
+        for colour, r in arm_list:
+            c = colors(colour) if colors else "tab:blue"
+            ok, bad = r[~gone[r]], r[gone[r]]
+            n_gone += len(bad)
+            ids = members["member"][ok]
+            if len(ids):
+                x, ys = _series(history, rows_of, ids, "train_loss", "step", False)
+                healthy.append(_draw(ax, x, _smooth_rows(ys, window), c, lw=0.8,
+                                     alpha=0.9, band=False))  # fmt: skip
+                x, ys = _series(history, rows_of, ids, "val_loss", "step", True)
+                healthy.append(_draw(ax, x, ys, c, lw=2.2, marker="o", ms=2.5,
+                                     band=band))  # fmt: skip
+            _mark_diverged(ax, [_diverged_at(history, rows_of, int(m), "step")
+                                for m in members["member"][bad]], c)  # fmt: skip
+        ax.set_yscale("log")
+        note = f"{n_gone} diverged (x, not drawn)" if n_gone else ""
+        ax.set_title("\n".join(t for t in (title, note) if t), fontsize=9)
+        ax.set_xlabel("iteration (parameter updates)")
+        ax.grid(alpha=0.3, which="both")
+    clip_to(axes[0], healthy, log=True)
+    axes[0].set_ylabel("cross-entropy loss")
     name = f"{model}, batch size" if model else "batch size"
-    ax.set(xlabel="iteration", ylabel="cross-entropy loss", yscale="log",
-           title=f"{name} {batch_size:g}: training vs validation loss")  # fmt: skip
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    fig.suptitle(f"{name} {batch_size:g}: training vs validation loss "
+                 f"({_seed_text(stats.arms(members, rows), band)})",
+                 fontsize=10)  # fmt: skip
+    styles = [
+        plt.Line2D([], [], color="0.3", lw=0.8,
+                   label=f"train (per batch, mean of {window})"),
+        plt.Line2D([], [], color="0.3", lw=2.2, marker="o", ms=2.5,
+                   label="validation"),
+    ]  # fmt: skip
+    _finish_colours(fig, axes, colors, styles)
     return fig
+
+
+def _n_train(out: str) -> int:
+    return int(results.read_json(os.path.join(out, "config.json"))["data"]["n_train"])
 
 
 def accuracy_curves(out: str) -> Figure:
-    """Validation accuracy vs iteration, one line per member (colour per LR,
-    line style per batch size)."""
+    """Validation accuracy against epochs (so that batch sizes compare at
+    equal examples seen): one panel per batch size (and model, and any other
+    field that varies besides the LR), one colour per LR (a colorbar past
+    six), the mean over seeds with a 95% band; diverged members marked."""
     members, history = load(out)
-    lrs = sorted(set(members["lr"]))
-    colors = dict(zip(lrs, _colors(len(lrs))))
-    styles = dict(zip(sorted(set(members["batch_size"])), ["-", "--", ":", "-."] * 4))
-    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
-    for member, lr, bs in zip(members["member"], members["lr"], members["batch_size"]):
-        steps, acc = _member_series(history, member, "val_acc")
-        ax.plot(
-            steps, acc, color=colors[lr], ls=styles[bs], label=f"bs={bs:g} lr={lr:g}"
-        )
-    ax.set(
-        xlabel="iteration", ylabel="validation accuracy", title="validation accuracy"
-    )
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    rows_of = _rows_by_member(history)
+    gone = stats.diverged(members)
+    n_train = _n_train(out)
+    varying = stats.varying_fields(members)
+    colour_field, rest = _split_fields(varying)
+    panels = _panels(members, np.arange(len(members["member"])), colour_field, rest)
+    colors = Colors(colour_field, members[colour_field]) if colour_field else None
+    fig, axes = _grid(len(panels), width=6.0 if len(panels) == 1 else 4.6)
+    band = not (colors and colors.continuous)  # many arms: the curves only
+    shown = []
+    for ax, (title, arm_list) in zip(axes, panels):
+        drawn = []
+        for colour, r in arm_list:
+            c = colors(colour) if colors else "tab:blue"
+            ok, bad = r[~gone[r]], r[gone[r]]
+            if len(ok):
+                x, ys = _series(history, rows_of, members["member"][ok], "val_acc",
+                                "examples_seen", True)  # fmt: skip
+                drawn.append(_draw(ax, x / n_train, ys, c, lw=1.6, band=band))
+            _mark_diverged(ax, [
+                _diverged_at(history, rows_of, int(m), "examples_seen", n_train)
+                for m in members["member"][bad]], c)  # fmt: skip
+        shown += drawn
+        n_gone = int(sum(gone[r].sum() for _, r in arm_list))
+        note = f"{n_gone} diverged (x)" if n_gone else ""
+        ax.set_title("\n".join(t for t in (title, note) if t), fontsize=9)
+        ax.set_xlabel("epochs (examples seen / training set)")
+        ax.grid(alpha=0.3)
+    if shown:  # the upper part, where the curves differ (the panels share y)
+        v = np.concatenate(shown)
+        clip_to(axes[0], [v[v >= np.quantile(v, 0.1)]], bounds=(0.0, 1.0))
+    axes[0].set_ylabel("validation accuracy")
+    fig.suptitle(f"validation accuracy ({_seed_text(stats.arms(members), band)})",
+                 fontsize=10)  # fmt: skip
+    _finish_colours(fig, axes, colors)
     return fig
 
 
-# Recipe columns a summary row may name, in this order, when they vary.
-_ARM_FIELDS = (
-    "model", "batch_size", "batch_schedule", "lr", "schedule", "optimizer",
-    "momentum", "weight_decay", "weight_decay_mode", "warmup_epochs",
-)  # fmt: skip
+def _numeric_varying(members) -> list[str]:
+    return [f for f in stats.varying_fields(members)
+            if f in members and members[f].dtype.kind == "f"]  # fmt: skip
 
 
-def _arms(members: dict) -> tuple[list[str], list[np.ndarray]]:
-    """Members grouped into arms (equal in everything but the seed): a label
-    naming the tags and recipe fields that vary across the sweep, and the
-    member rows of each arm, in order of first appearance."""
-    n = len(members["member"])
-    tags = [
-        k for k in members
-        if k not in ("member", "group") and k in _tag_columns(members)
-    ]  # fmt: skip
-    keys = [k for k in (*tags, *_ARM_FIELDS) if k in members]
-    varying = [k for k in keys if len({str(v) for v in members[k]}) > 1]
-    order: dict[tuple, list[int]] = {}
-    for i in range(n):
-        order.setdefault(tuple(str(members[k][i]) for k in varying), []).append(i)
-    labels = []
-    for key in order:
-        parts = [f"{k.replace('_', ' ')} {_short(v)}" for k, v in zip(varying, key)]
-        labels.append(", ".join(parts) or "all members")
-    return labels, [np.asarray(rows) for rows in order.values()]
+def _result_column(members) -> tuple[str, str]:
+    if "test_acc" in members and np.isfinite(members["test_acc"]).any():
+        return "test_acc", "test accuracy (final parameters)"
+    return "best_val_acc", "best validation accuracy"
 
 
-def _tag_columns(members: dict) -> set[str]:
-    """The tag columns of ``members.csv``: those between ``model`` and the
-    recipe's ``batch_size``."""
-    names = list(members)
-    if "model" in names and "batch_size" in names:
-        return set(names[names.index("model") + 1 : names.index("batch_size")])
-    return set()
+def accuracy_vs(out: str, field: str | None = None) -> Figure:
+    """Final accuracy against one hyperparameter (``field``, default the LR,
+    else the batch size): one line per value of the other varying fields,
+    the mean over seeds with 95% whiskers, every seed a faint dot; arms
+    whose every seed diverged are an x on the bottom edge."""
+    members, _ = load(out)
+    numeric = _numeric_varying(members)
+    field = field or next((f for f in ("lr", "batch_size") if f in numeric),
+                          numeric[0] if numeric else None)  # fmt: skip
+    if field is None:
+        raise ValueError("accuracy_vs needs a numeric field that varies")
+    col, ylabel = _result_column(members)
+    gone = stats.diverged(members)
+    rest = [f for f in stats.varying_fields(members) if f != field]
+    lines = stats.arms(members, fields=rest)
+    line_field = rest[0] if len(rest) == 1 else None
+    colors = Colors(line_field, members[line_field]) if line_field else None
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
+    xs_all = np.asarray(members[field], float)
+    log = xs_all.min() > 0 and xs_all.max() / xs_all.min() >= 10
+    cycle = plt.get_cmap("tab10")
+    handles, drawn = [], []
+    uniq = sorted(set(xs_all))
+    # Lines side by side at each x (a few % of the spacing), so whiskers and
+    # dots of different lines do not overlap.
+    spacing = np.diff(np.log(uniq) if log else uniq).min() if len(uniq) > 1 else 1
+    shift = 0.12 * spacing / max(1, len(lines))
+    for j, (values, r) in enumerate(lines):
+        c = colors(values[line_field]) if colors else cycle(j % 10)
+        pts = []
+        dodge = (j - (len(lines) - 1) / 2) * shift if len(lines) <= 8 else 0.0
+        for _, cell in stats.arms(members, r, fields=[field]):
+            x = float(members[field][cell[0]])
+            x = x * np.exp(dodge) if log else x + dodge
+            ok = cell[~gone[cell]]
+            mean, half, n = stats.seed_stats(members[col][ok])
+            if n == 0:
+                ax.plot([x], [0.0], "x", color=c, ms=8, mew=2, clip_on=False,
+                        transform=ax.get_xaxis_transform())  # fmt: skip
+                continue
+            pts.append((x, mean, half))
+            drawn += [members[col][ok], [mean - np.nan_to_num(half),
+                                         mean + np.nan_to_num(half)]]  # fmt: skip
+            ax.scatter(np.full(len(ok), x), members[col][ok], s=10, color=c,
+                       alpha=0.35, lw=0)  # fmt: skip
+        if pts:
+            p = np.array(sorted(pts))
+            ax.errorbar(p[:, 0], p[:, 1], yerr=np.nan_to_num(p[:, 2]), color=c,
+                        marker="o", ms=4, capsize=3, lw=1.5)  # fmt: skip
+            if not (colors and colors.continuous):
+                handles.append(plt.Line2D([], [], color=c, marker="o",
+                                          label=stats.label(values)))  # fmt: skip
+    if log:
+        ax.set_xscale("log")
+    if drawn:  # every healthy seed and whisker in view
+        clip_to(ax, drawn, bounds=(0.0, 1.0))
+    if field == "batch_size" or len(uniq) <= 8:
+        ax.set_xticks(uniq, [f"{v:g}" for v in uniq])
+        ax.minorticks_off()
+    ax.set(xlabel=field.replace("_", " "), ylabel=ylabel)
+    n = max(len(r) for _, r in stats.arms(members))
+    title = f"{ylabel} vs {field.replace('_', ' ')}"
+    ax.set_title(f"{title} (mean of {n} seeds ± 95% t-interval; dots: seeds)",
+                 fontsize=9)  # fmt: skip
+    ax.grid(alpha=0.3, which="both")
+    if colors and colors.continuous:
+        colors.colorbar(fig, ax)
+    elif handles:
+        ax.legend(handles=handles[: 2 * MAX_LEGEND], fontsize=8, loc="best")
+    return fig
 
 
-def _short(value: str) -> str:
-    try:
-        return f"{float(value):g}"
-    except ValueError:
-        return value
+def grid_fields(members) -> tuple[str, str] | None:
+    """The two numeric fields of a two-hyperparameter grid (nothing else
+    varies, each takes two or more values), else None."""
+    varying = stats.varying_fields(members)
+    numeric = _numeric_varying(members)
+    if len(varying) == 2 and len(numeric) == 2:
+        order = sorted(numeric, key=lambda f: f != "batch_size")
+        return order[0], order[1]
+    return None
+
+
+def heatmap(out: str, fields: tuple[str, str] | None = None) -> Figure:
+    """Mean final accuracy of a two-hyperparameter grid, one cell per arm,
+    annotated with the mean ± 95% half-width (in points); a diverged cell
+    is marked."""
+    members, _ = load(out)
+    fields = fields or grid_fields(members)
+    if fields is None:
+        raise ValueError("heatmap needs exactly two numeric fields that vary")
+    fy, fx = fields
+    col, name = _result_column(members)
+    gone = stats.diverged(members)
+    xs = sorted(set(members[fx].astype(float)))
+    ys = sorted(set(members[fy].astype(float)))
+    if len(xs) < len(ys):  # the longer axis across
+        fx, fy, xs, ys = fy, fx, ys, xs
+    grid = np.full((len(ys), len(xs)), np.nan)
+    text = np.full(grid.shape, "", object)
+    for values, r in stats.arms(members, fields=[fy, fx]):
+        i, j = ys.index(float(values[fy])), xs.index(float(values[fx]))
+        ok = r[~gone[r]]
+        mean, half, n = stats.seed_stats(members[col][ok])
+        grid[i, j] = mean
+        spread = "" if np.isnan(half) or len(xs) > 12 else f"\n±{100 * half:.1f}"
+        text[i, j] = "diverged" if n == 0 else f"{100 * mean:.1f}{spread}"
+    cell = min(1.1, 11.0 / len(xs))  # inches: at most ~14 in wide
+    fig, ax = plt.subplots(figsize=(cell * len(xs) + 3.2, 0.8 * len(ys) + 1.8),
+                           layout="constrained")  # fmt: skip
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto",
+                   origin="lower")  # fmt: skip
+    lo, hi = np.nanmin(grid), np.nanmax(grid)
+    for (i, j), t in np.ndenumerate(text):
+        bright = np.isfinite(grid[i, j]) and grid[i, j] > lo + 0.6 * (hi - lo)
+        dark = "k" if bright or not np.isfinite(grid[i, j]) else "w"
+        ax.text(j, i, t, ha="center", va="center", color=dark,
+                fontsize=8 if cell >= 0.8 else 6.5)  # fmt: skip
+    ax.set_xticks(range(len(xs)), [f"{v:.3g}" for v in xs],
+                  rotation=45 if cell < 0.8 else 0)  # fmt: skip
+    ax.set_yticks(range(len(ys)), [f"{v:g}" for v in ys])
+    ax.set(xlabel=fx.replace("_", " "), ylabel=fy.replace("_", " "))
+    n = max(len(r) for _, r in stats.arms(members))
+    ax.set_title(f"{name}, % (mean of {n} seeds ± 95%)", fontsize=9)
+    fig.colorbar(im, ax=ax, label=name, shrink=0.9)
+    return fig
 
 
 def summary(out: str) -> Figure:
     """One row per arm (members equal but for the seed), labelled by what
     varies across the sweep: the best validation accuracy and the final test
-    accuracy (dots: seeds; bar: mean), and the clean train/validation gaps.
+    accuracy (dots: seeds; tick: mean, whiskers: 95% t-interval), and the
+    clean train/validation gaps (mean ± 95%).
     The figure grows with the number of arms; diverged members are counted
     in the label, not plotted."""
     members, _ = load(out)
-    labels, rows = _arms(members)
+    arm_list = stats.arms(members)
+    labels = [stats.label(v) for v, _ in arm_list]
+    rows = [r for _, r in arm_list]
     diverged = members["diverged"].astype(str) == "True"
     seeds = max(len(r) for r in rows)
     height = max(3.0, 0.32 * len(labels) + 1.4)
@@ -169,10 +538,12 @@ def summary(out: str) -> Figure:
             if not len(ok):
                 continue
             v = members[col][ok]
-            means.append(v.mean())
-            ax1.plot(v, np.full(len(v), y[j] + dy), "o", color=color, ms=3, alpha=0.5)
-            ax1.plot([v.mean()], [y[j] + dy], "|", color=color, ms=11, mew=2.5,
-                     label=name if j == 0 else None)  # fmt: skip
+            mean, half, _ = stats.seed_stats(v)
+            means.append(mean)
+            ax1.plot(v, np.full(len(v), y[j] + dy), "o", color=color, ms=3, alpha=0.4)
+            ax1.errorbar([mean], [y[j] + dy], xerr=[np.nan_to_num(half)], fmt="|",
+                         color=color, ms=11, mew=2.5, capsize=3, elinewidth=1.2,
+                         label=name if j == 0 else None)  # fmt: skip
     if means:  # every arm's mean on the axis; a far-off seed may leave it
         lo, hi = min(means), max(means)
         pad = 0.15 * (hi - lo) + 0.01
@@ -181,7 +552,9 @@ def summary(out: str) -> Figure:
         label + (f"  ({int(diverged[r].sum())} diverged)" if diverged[r].any() else "")
         for label, r in zip(labels, rows)
     ], xlabel="accuracy")  # fmt: skip
-    ax1.set_title(f"accuracy per arm (dots: {seeds} seed(s); tick: mean)")
+    whiskers = "; whiskers: 95% t-interval" if seeds > 1 else ""
+    ax1.set_title(f"accuracy per arm (dots: {seeds} seed(s); tick: mean{whiskers})",
+                  fontsize=10)  # fmt: skip
     ax1.grid(alpha=0.3, axis="x")
     for col, name, color, dy in (("gap_loss", "val loss − train loss", "tab:purple",
                                   -0.15),
@@ -190,11 +563,14 @@ def summary(out: str) -> Figure:
         for j, r in enumerate(rows):
             ok = r[~diverged[r] & np.isfinite(members[col][r])]
             if len(ok):
-                ax2.barh(y[j] + dy, members[col][ok].mean(), height=0.28,
-                         color=color, label=name if j == 0 else None)  # fmt: skip
+                mean, half, _ = stats.seed_stats(members[col][ok])
+                ax2.barh(y[j] + dy, mean, height=0.28, xerr=np.nan_to_num(half),
+                         capsize=2, color=color,
+                         label=name if j == 0 else None)  # fmt: skip
     ax2.axvline(0, color="k", lw=0.8)
+    spread = " ± 95%" if seeds > 1 else ""
     ax2.set(xlabel="gap (final parameters, eval mode)",
-            title="overfitting gap (mean over seeds)")  # fmt: skip
+            title=f"overfitting gap (mean over seeds{spread})")  # fmt: skip
     ax2.grid(alpha=0.3, axis="x")
     handles = [h for ax in (ax1, ax2) for h in ax.get_legend_handles_labels()[0]]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
@@ -203,57 +579,73 @@ def summary(out: str) -> Figure:
 
 
 def model_comparison(out: str, smooth: int = 20) -> Figure:
-    """Models side by side: train loss (smoothed over ``smooth`` batches) and
-    validation loss, validation accuracy, and the final train/val gap per model.
-
-    Each member is one line; its label names the model (and LR and batch size
-    when those vary).
-    """
+    """Models side by side: the training loss (moving average over ``smooth``
+    batches, thin) and validation loss (thick) against epochs, the
+    validation accuracy, and the final clean train/validation gap per arm;
+    the mean over each arm's seeds (a 95% band), one colour per model."""
     members, history = load(out)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), layout="constrained")
-    names = list(dict.fromkeys(members["model"]))
-    colors = dict(zip(names, _colors(len(names))))
-    vary = [c for c in ("lr", "batch_size", "seed") if len(set(members[c])) > 1]
-    for i, member in enumerate(members["member"]):
-        model = members["model"][i]
-        label = model + "".join(f" {c}={members[c][i]:g}" for c in vary)
-        steps, train = _member_series(history, member, "train_loss")
-        trained = _smooth(train, smooth)
-        axes[0].plot(steps[len(steps) - len(trained) :], trained, color=colors[model],
-                     lw=0.8, label=f"{label} train")  # fmt: skip
-        steps, val = _member_series(history, member, "val_loss")
-        axes[0].plot(
-            steps, val, color=colors[model], lw=2, ls="--", label=f"{label} val"
-        )
-        steps, acc = _member_series(history, member, "val_acc")
-        axes[1].plot(steps, acc, color=colors[model], label=label)
-    title = "train (smoothed, solid) and validation (dashed) loss"
-    axes[0].set(xlabel="iteration", ylabel="loss", yscale="log", title=title)
-    axes[1].set(xlabel="iteration", ylabel="validation accuracy",
+    rows_of = _rows_by_member(history)
+    gone = stats.diverged(members)
+    n_train = _n_train(out)
+    arm_list = stats.arms(members)
+    colors = Colors("model", members["model"])
+    others = [f for f in stats.varying_fields(members) if f != "model"]
+    styles = {stats._text(v): _STYLE_CYCLE[i % len(_STYLE_CYCLE)] for i, v in
+              enumerate(dict.fromkeys(tuple(values[f] for f in others)
+                                      for values, _ in arm_list))}  # fmt: skip
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained")
+    losses, accs = [], []
+    for values, r in arm_list:
+        ok = members["member"][r[~gone[r]]]
+        if not len(ok):
+            continue
+        c = colors(values.get("model", members["model"][r[0]]))
+        ls = styles[stats._text(tuple(values[f] for f in others))]
+        x, ys = _series(history, rows_of, ok, "train_loss", "examples_seen", False)
+        losses.append(_draw(axes[0], x / n_train, _smooth_rows(ys, smooth), c,
+                            lw=0.8, ls=ls, band=False))  # fmt: skip
+        x, ys = _series(history, rows_of, ok, "val_loss", "examples_seen", True)
+        losses.append(_draw(axes[0], x / n_train, ys, c, lw=2.2, ls=ls))
+        x, ys = _series(history, rows_of, ok, "val_acc", "examples_seen", True)
+        accs.append(_draw(axes[1], x / n_train, ys, c, lw=1.6, ls=ls,
+                          label=stats.label(values)))  # fmt: skip
+    title = "train (thin, moving average) and validation (thick) loss"
+    axes[0].set(xlabel="epochs", ylabel="loss", yscale="log", title=title)
+    clip_to(axes[0], losses, log=True)
+    axes[1].set(xlabel="epochs", ylabel="validation accuracy",
                 title="validation accuracy")  # fmt: skip
-    x = np.arange(len(members["member"]))
-    labels = [
-        members["model"][i] + "".join(f"\n{c}={members[c][i]:g}" for c in vary)
-        for i in range(len(x))
-    ]
-    width = 0.4
-    axes[2].bar(
-        x - width / 2, members["gap_loss"], width, label="val loss - train loss"
-    )
-    axes[2].bar(x + width / 2, members["gap_acc"], width, label="train acc - val acc")
-    axes[2].axhline(0, color="k", lw=0.8)
-    axes[2].set(xticks=x, title="overfitting gap (final epoch)")
-    axes[2].set_xticklabels(labels, rotation=25, ha="right")
+    if accs:
+        v = np.concatenate(accs)
+        clip_to(axes[1], [v[v >= np.quantile(v, 0.1)]], bounds=(0, 1))
+    labels = [stats.label(v) for v, _ in arm_list]
+    y = np.arange(len(arm_list))[::-1]
+    for col, name, color, dy in (("gap_loss", "val loss − train loss", "tab:purple",
+                                  -0.18),
+                                 ("gap_acc", "train acc − val acc", "tab:orange",
+                                  0.18)):  # fmt: skip
+        stat = [stats.seed_stats(members[col][r[~gone[r]]])[:2] for _, r in arm_list]
+        mean, half = np.array(stat).T
+        axes[2].barh(y + dy, mean, height=0.34, xerr=np.nan_to_num(half),
+                     color=color, label=name, capsize=2)  # fmt: skip
+    axes[2].axvline(0, color="k", lw=0.8)
+    axes[2].set_yticks(y, labels, fontsize=7)
+    axes[2].set(title="overfitting gap (final parameters, mean ± 95%)")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    axes[2].legend(fontsize=7)
+    if len(arm_list) <= 2 * MAX_LEGEND:
+        axes[1].legend(fontsize=7)
     return fig
 
 
 def save_all(out: str) -> list[str]:
-    """Write the standard figures of a sweep into ``<out>/plots``; return paths."""
-    plot_dir = os.path.join(out, "plots")
-    os.makedirs(plot_dir, exist_ok=True)
+    """Write the standard figures of a sweep into ``<out>/plots``; return paths.
+
+    The loss curves of each (model,) batch size; the validation accuracy
+    against epochs; when a numeric hyperparameter varies, the final accuracy
+    against it (``accuracy_vs_<field>.png``), and for a two-hyperparameter
+    grid its heatmap; the models side by side; the summary per arm.
+    """
     members, _ = load(out)
     names = list(dict.fromkeys(members["model"]))
     several = len(names) > 1
@@ -261,14 +653,20 @@ def save_all(out: str) -> list[str]:
     for model in names:
         for b in sorted(set(members["batch_size"][members["model"] == model])):
             name = f"loss_{model}_bs{int(b)}.png" if several else f"loss_bs{int(b)}.png"
-            figures[name] = lambda b=b, m=model: loss_curves(
+            figures[name] = lambda _, b=b, m=model: loss_curves(
                 out, b, m if several else None
             )
     if several:
-        figures["model_comparison.png"] = lambda: model_comparison(out)
-    figures["val_accuracy.png"] = lambda: accuracy_curves(out)
-    figures["summary.png"] = lambda: summary(out)
-    return save_figures(out, {name: lambda _, f=f: f() for name, f in figures.items()})
+        figures["model_comparison.png"] = model_comparison
+    figures["val_accuracy.png"] = accuracy_curves
+    numeric = _numeric_varying(members)
+    if numeric:
+        field = next((f for f in ("lr", "batch_size") if f in numeric), numeric[0])
+        figures[f"accuracy_vs_{field}.png"] = lambda o, f=field: accuracy_vs(o, f)
+    if grid_fields(members):
+        figures["heatmap.png"] = heatmap
+    figures["summary.png"] = summary
+    return save_figures(out, figures)
 
 
 def save_figures(out: str, figures: dict) -> list[str]:

@@ -17,10 +17,10 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
-from scipy import stats
 
 from jaxbatch import results
 from jaxbatch.plots import load
+from jaxbatch.stats import seed_stats
 
 _STYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D")
@@ -32,24 +32,6 @@ _METRIC_LABELS = {
     "test_acc": "test accuracy",
     "test_loss": "test loss (cross-entropy)",
 }
-
-
-def seed_stats(values, confidence: float = 0.95) -> tuple[float, float, int]:
-    """``(mean, half_width, n)`` of the finite ``values``: the mean and the
-    half-width of its two-sided Student-t interval (``t * s / sqrt(n)``).
-
-    The half-width is NaN below two values (no spread to estimate); the mean
-    is NaN with no finite value.
-    """
-    v = np.asarray(values, float).ravel()
-    v = v[np.isfinite(v)]
-    n = len(v)
-    if n == 0:
-        return float("nan"), float("nan"), 0
-    if n == 1:
-        return float(v[0]), float("nan"), 1
-    t = stats.t.ppf(0.5 + confidence / 2, n - 1)
-    return float(v.mean()), float(t * v.std(ddof=1) / np.sqrt(n)), n
 
 
 def arms(members: dict, key: str) -> list[str]:

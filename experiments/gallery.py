@@ -1,0 +1,113 @@
+"""The README's gallery: each experiment's headline figure from a suite run.
+
+Regenerate (runs every quick preset, then writes the gallery)::
+
+    make gallery
+
+or, from a finished suite directory::
+
+    python -m experiments.gallery runs/suite/<time>
+
+Writes ``docs/gallery/<experiment>.png`` (the first ``HEADLINE`` figure,
+scaled to 900 px wide, a 256-colour PNG well under 1 MB) and rewrites the
+part of ``README.md`` between ``<!-- gallery:start -->`` and
+``<!-- gallery:end -->``: one entry per experiment, its figure and the first
+sentence of its verdict, with the numbers of that run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from experiments.__main__ import catalog, duration
+from experiments.suite import _verdict
+
+START, END = "<!-- gallery:start -->", "<!-- gallery:end -->"
+MAX_BYTES = 1_000_000
+
+
+def shrink(src: str, dst: str, width: int = 900) -> int:
+    """Scale ``src`` to ``width`` px (never up) as a 256-colour PNG; bytes."""
+    from PIL import Image
+
+    with Image.open(src) as im:
+        im = im.convert("RGB")
+        if im.width > width:
+            im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
+        im = im.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        im.save(dst, optimize=True)
+    size = os.path.getsize(dst)
+    if size > MAX_BYTES:
+        raise ValueError(f"{dst} is {size} bytes, over the gallery's 1 MB")
+    return size
+
+
+def build(suite_dir: str, readme: str, out_dir: str) -> list[str]:
+    os.makedirs(out_dir, exist_ok=True)
+    entries, missing = [], []
+    for e in catalog():
+        fig = next(
+            (os.path.join(suite_dir, e["name"], "plots", f) for f in e["headline"]
+             if os.path.isfile(os.path.join(suite_dir, e["name"], "plots", f))),
+            None,
+        )  # fmt: skip
+        report = os.path.join(suite_dir, e["name"], "report.html")
+        if fig is None or not os.path.isfile(report):
+            missing.append(e["name"])
+            continue
+        dst = os.path.join(out_dir, f"{e['name']}.png")
+        shrink(fig, dst)
+        verdict = _verdict(report)
+        entries.append((e, os.path.relpath(dst, os.path.dirname(readme) or "."),
+                        verdict[0] if verdict else e["claim"]))  # fmt: skip
+    intro = (
+        "Each experiment's headline figure from its quick preset on a 2-core CPU "
+        "(built-in Fashion-MNIST); regenerate with `make gallery`."
+    )
+    lines = [START, "", intro, ""]
+    for e, rel, sentence in entries:
+        lines += [
+            f"### {e['name']} ({duration(e['quick_s'])})",
+            "",
+            f"*{e['claim']}* {sentence}",
+            "",
+            f"![{e['name']}]({rel})",
+            "",
+        ]
+    lines.append(END)
+    text = open(readme, encoding="utf-8").read()
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + "\n".join(lines) + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n## Gallery\n\n" + "\n".join(lines) + "\n"
+    with open(readme, "w", encoding="utf-8") as f:
+        f.write(text)
+    return missing
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.gallery",
+        description="Write the README gallery from a finished suite directory.",
+    )
+    parser.add_argument("suite_dir", help="the --out of python -m experiments.suite")
+    parser.add_argument("--readme", default="README.md", help="(default: README.md)")
+    parser.add_argument(
+        "--out", default=os.path.join("docs", "gallery"),
+        help="where the figures go (default: docs/gallery)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.suite_dir):
+        parser.exit(2, f"{parser.prog}: error: no suite directory {args.suite_dir}\n")
+    missing = build(args.suite_dir, args.readme, args.out)
+    if missing:
+        print(f"no finished run (figure + report) for: {', '.join(missing)}")
+    print(f"gallery: {args.out} and {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
