@@ -40,6 +40,35 @@ CLAIM = (
 HEADLINE = ("batch_timing.png",)
 QUICK_S = 52
 
+
+def verdict(out):
+    """Per model: the update time at the smallest and largest batch and the
+    batch size with the fastest epoch (``timing.csv``)."""
+    import os
+
+    import numpy as np
+
+    from jaxbatch import results
+
+    t = results.read_csv(os.path.join(out, "timing.csv"))
+    lines = []
+    for model in dict.fromkeys(t["model"]):
+        sel = t["model"] == model
+        bs, ms, ep = (
+            t["batch_size"][sel],
+            t["ms_per_update"][sel],
+            t["s_per_epoch"][sel],
+        )
+        lo, hi, best = np.argmin(bs), np.argmax(bs), np.argmin(ep)
+        lines.append(
+            f"{model}: {ms[lo]:.2f} ms per update at batch {bs[lo]:g} and "
+            f"{ms[hi]:.1f} ms at {bs[hi]:g} ({ms[hi] / ms[lo]:.0f}x the time for "
+            f"{bs[hi] / bs[lo]:.0f}x the examples); the epoch is fastest at batch "
+            f"{bs[best]:g} ({ep[best]:.2f} s, vs {ep[lo]:.1f} s at {bs[lo]:g})."
+        )
+    return lines
+
+
 PRESETS = {
     # An MLP and a small CNN from batch 1 to 4096.
     "quick": dict(

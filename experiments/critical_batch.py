@@ -37,7 +37,9 @@ target against batch size, with perfect scaling, the fit, ``B_crit`` and
 ``B_simple``.
 """
 
-from jaxbatch import cli, critical
+import os
+
+from jaxbatch import cli, critical, results
 from jaxbatch.plots import probes as probe_plots
 
 # What the run tests, the figures its report leads with, and the wall time of
@@ -87,17 +89,26 @@ PRESETS = {
 FIGURES = {"critical_batch.png": probe_plots.critical_batch}
 
 
-def analyse(out):
-    report = critical.analyse(out, TARGET)
+def _sentence(report) -> str:
     steps = ", ".join(
-        f"{b}: {s:.0f}" if s is not None else f"{b}: never"
+        f"{s:.0f} at batch {b}" if s is not None else f"never at batch {b}"
         for b, s in zip(report["batch_sizes"], report["steps_to_target"])
     )
-    print(
-        f"steps to {TARGET:.0%} val acc by batch size: {steps}; fitted B_crit "
-        f"{report['b_crit_fitted']:.0f}, measured B_simple "
-        f"{report['b_simple_measured']:.0f}"
+    return (
+        f"Steps to {report['target_val_acc']:.0%} validation accuracy (best LR, "
+        f"mean of seeds): {steps}; fitted S_min {report['s_min']:.0f} and B_crit "
+        f"{report['b_crit_fitted']:.0f}, measured noise scale B_simple "
+        f"{report['b_simple_measured']:.0f}."
     )
+
+
+def analyse(out):
+    print(_sentence(critical.analyse(out, TARGET)))
+
+
+def verdict(out):
+    """The report's verdict: the numbers of ``critical_batch.json``."""
+    return [_sentence(results.read_json(os.path.join(out, "critical_batch.json")))]
 
 
 def main(argv=None):

@@ -158,6 +158,7 @@ def stages(config_for, out, preset):
 
 
 FIGURES = {"finetune.png": reg.finetune_curves}
+VERDICT_SWEEPS = ("finetune", "scratch")  # the report ranks these (same task)
 
 
 def main(argv=None):

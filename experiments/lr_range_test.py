@@ -33,7 +33,7 @@ both forms, each suggestion and divergence marked.
 
 import os
 
-from jaxbatch import lr_range, tasks
+from jaxbatch import lr_range, results, tasks
 from jaxbatch.plots import probes as probe_plots
 
 # What the run tests, the figures its report leads with, and the wall time of
@@ -87,14 +87,23 @@ def analyse(out):
     summary = lr_range.analyse(
         os.path.join(out, "range"), os.path.join(out, "grid"), out
     )
+    print(_sentence(summary))
+
+
+def _sentence(summary) -> str:
     c, g = summary["classic"], summary["grid"]
     lr = lambda v: "never" if v is None else f"{v:.3g}"  # noqa: E731
-    print(
-        f"suggested LR: grid {lr(g['suggested_lr'])} (diverges at "
-        f"{lr(g['diverge_lr'])}), classic {lr(c['suggested_lr'])} (minimum at "
-        f"{lr(c['min_loss_lr'])}, diverges at {lr(c['diverge_lr'])}); best "
-        f"validation accuracy of the grid at LR {lr(g['best_val_acc_lr'])}"
+    return (
+        f"Suggested LR: classic range test {lr(c['suggested_lr'])} (loss minimum "
+        f"at {lr(c['min_loss_lr'])}, diverges at {lr(c['diverge_lr'])}), grid "
+        f"{lr(g['suggested_lr'])} (diverges at {lr(g['diverge_lr'])}); the grid's "
+        f"best validation accuracy is at LR {lr(g['best_val_acc_lr'])}."
     )
+
+
+def verdict(out):
+    """The report's verdict: the suggestions of ``lr_range.json``."""
+    return [_sentence(results.read_json(os.path.join(out, "lr_range.json")))]
 
 
 FIGURES = {"lr_range.png": probe_plots.lr_range_test}

@@ -169,6 +169,29 @@ def generic_verdict(members: Mapping, field: str | None = None) -> list[str]:
     return lines
 
 
+def sweeps_verdict(sweeps: Sequence[str]) -> list[str]:
+    """The generic verdict of an experiment of several sweeps on one task:
+    the arms of every sweep ranked together (labelled ``sweep: arm``)."""
+    ranked = []
+    for d in sweeps:
+        members = results.read_csv(os.path.join(d, "members.csv"))
+        col, name = _metric(members)
+        keys = stats.varying_fields(members)
+        for r in stats.arm_rows(members):
+            if np.isfinite(r.get(col, np.nan)):
+                label = stats.label({k: r[k] for k in keys})
+                where = os.path.basename(d) + ("" if not keys else f" ({label})")
+                ranked.append((r[col], r[col + "_ci"], r["seeds"], where, name))
+    if not ranked:
+        return []
+    ranked.sort(key=lambda t: -t[0])
+    lines = [
+        f"{where}: {_pm(mean, half)}% {name} ({n} seeds)"
+        for mean, half, n, where, name in ranked
+    ]
+    return [f"Ranked by {ranked[0][4]} (mean ± 95% t-interval): " + "; ".join(lines)]
+
+
 def _img(path: str) -> str:
     with open(path, "rb") as f:
         data = base64.b64encode(f.read()).decode("ascii")
@@ -309,13 +332,14 @@ def build(
     headline = tuple(getattr(module, "HEADLINE", ()))
     if module is not None and hasattr(module, "verdict"):
         verdict = list(module.verdict(run_dir))
+    elif len(sweeps) == 1:
+        verdict = generic_verdict(
+            results.read_csv(os.path.join(sweeps[0], "members.csv"))
+        )
     else:
-        verdict = []
-        for d in sweeps:
-            members = results.read_csv(os.path.join(d, "members.csv"))
-            lines = generic_verdict(members)
-            prefix = f"{os.path.basename(d)}: " if len(sweeps) > 1 else ""
-            verdict += [prefix + line for line in lines]
+        names = getattr(module, "VERDICT_SWEEPS", None)
+        chosen = [d for d in sweeps if names is None or os.path.basename(d) in names]
+        verdict = sweeps_verdict(chosen)
     if claim is None and not sweeps:
         claim = "(no claim stated)"
     if claim is None:

@@ -83,12 +83,22 @@ def _text(value) -> str:
     return str(value)
 
 
+def _varies(members: Mapping, key: str, rows) -> bool:
+    return len({_text(members[key][i]) for i in rows}) > 1
+
+
 def varying_fields(members: Mapping, rows=None) -> list[str]:
     """The tags and recipe fields (not the seed) that differ between
-    ``rows`` (default: all members), in label order."""
+    ``rows`` (default: all members), in label order. Where tags vary, a
+    recipe field that the tags determine (one value per tag combination, e.g.
+    the schedule of a ``schedule_name``) is left out: the tag names it."""
     rows = np.arange(len(members["member"])) if rows is None else np.asarray(rows)
-    keys = [k for k in (*tag_columns(members), *ARM_FIELDS) if k in members]
-    return [k for k in keys if len({_text(members[k][i]) for i in rows}) > 1]
+    tags = [k for k in tag_columns(members) if _varies(members, k, rows)]
+    recipe = [k for k in ARM_FIELDS if k in members and _varies(members, k, rows)]
+    if tags:
+        groups = arms(members, rows, fields=tags)
+        recipe = [k for k in recipe if any(_varies(members, k, r) for _, r in groups)]
+    return tags + recipe
 
 
 def arms(
