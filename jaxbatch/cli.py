@@ -157,6 +157,12 @@ def build_parser(
         "--no-plots", action="store_true", help="skip the figures and report.html"
     )
     run.add_argument(
+        "--dry-run", action="store_true",
+        help="print the sweep's cost (FLOPs from XLA's cost analysis of the "
+        "step, times steps and members; the time on an H100 and a TPU v2-8) "
+        "and stop before training",
+    )  # fmt: skip
+    run.add_argument(
         "--tensorboard", action="store_true",
         help="also write TensorBoard scalars into OUT/tensorboard as it trains "
         "(needs tensorboardX: pip install 'jaxbatch[tensorboard]')",
@@ -280,7 +286,10 @@ def main(
             progress=not args.no_progress,
             plots=not args.no_plots,
             tensorboard=args.tensorboard,
+            dry_run=args.dry_run,
         )
+    if args.dry_run:
+        return out
     print_summary(out)
     return finish(out, after, figures, plots=not args.no_plots)
 

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from jaxbatch import (
     __version__,
     checkpoint,
+    cost,
     data,
     engine,
     optim,
@@ -285,6 +286,54 @@ def resolve_strategy(
     return dataclasses.replace(spec, strategy=entry["strategy"])
 
 
+def sweep_cost(groups: list[GroupRun], train: Mapping) -> dict:
+    """The sweep's cost before it runs: per group, XLA's FLOPs and bytes of
+    one member's step (at the first epoch's batch size; other batch sizes
+    scale it by their examples), times members and steps; the total; and
+    the time it would take on the reference devices at the assumed
+    utilisation (:mod:`jaxbatch.cost`)."""
+    out = []
+    for g in groups:
+        spec = dataclasses.replace(g.spec, strategy="vmap")
+        state = jax.eval_shape(engine.group_fns(spec).init, g.hp)
+        c = cost.member_step_cost(spec, state, g.hp, train)
+        # examples of the whole run, in units of the first batch size
+        steps = float(g.step_batch_sizes().sum()) / g.batch_sizes[0]
+        out.append({
+            "group": g.index,
+            "flops_per_member_step": c["flops"],
+            "bytes_per_member_step": c["bytes"],
+            "members": len(g.members),
+            "steps": g.total_steps,
+            "flops": c["flops"] * len(g.members) * steps,
+        })  # fmt: skip
+    total = float(sum(g["flops"] for g in out))
+    peak, assumes = cost.device_peak_flops()
+    return {
+        "groups": out,
+        "flops": total,
+        "device_peak_flops": peak,
+        "device_peak": assumes,
+        "estimates_s": cost.estimates(total),
+        "assumed_utilisation": cost.ASSUMED_UTILISATION,
+    }
+
+
+def _cost_line(c: Mapping) -> str:
+    est = ", ".join(
+        f"{name} {cost.seconds_text(s)}" for name, s in c["estimates_s"].items()
+    )
+    return (
+        f"cost: {cost.flops_text(c['flops'])} in all (XLA cost analysis, "
+        + "; ".join(
+            f"group {g['group'] + 1}: {cost.flops_text(g['flops_per_member_step'])}"
+            f"/step x {g['members']} members x {g['steps']} steps"
+            for g in c["groups"]
+        )
+        + f"); at {c['assumed_utilisation']:.0%} of peak: {est}"
+    )
+
+
 def _first_call_s(fn, *args) -> float:
     t0 = time.perf_counter()
     jax.block_until_ready(fn(*args))
@@ -378,6 +427,7 @@ def run_group(
     progress: bool = True,
     base: Mapping | None = None,
     tensorboard: bool = False,
+    flops_per_step: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Train one group to the end (or continue it), checkpointing every epoch.
 
@@ -464,11 +514,14 @@ def run_group(
         from jaxbatch import tensorboard as tb_mod
 
         tb = tb_mod.Writer(out, group.members)
+    throughput = {}
     for epoch in range(epochs_done, config.epochs):
         spec = specs[group.batch_sizes[epoch]]
         fns = fns_of[spec.batch_size]
+        t_epoch = time.perf_counter()
         state = fns.start_epoch(state, hp)
         step, end = int(starts[epoch]), int(starts[epoch + 1])
+        step0 = step
         full_end = step + spec.full_batches
         stops = sorted({s for s in eval_index if step < s <= end} | {end})
         for stop in stops:
@@ -514,6 +567,15 @@ def run_group(
             raise RuntimeError(f"epoch {epoch + 1} took {taken} examples per member")
         history["wall_s"] = np.asarray(time.perf_counter() - t_start)
         checkpoint.save(ckpt_dir, epoch + 1, {"state": state, "history": history})
+        if flops_per_step and epoch == epochs_done:  # the first epoch run here
+            took = time.perf_counter() - t_epoch
+            seen = float(group.step_batch_sizes()[step0:end].sum())
+            achieved = flops_per_step * n_real * seen / spec0.batch_size / took
+            throughput = {"achieved_flops": achieved, "epoch_s": took}
+            tqdm.write(
+                f"group {group.index + 1}: {cost.flops_text(achieved)}/s achieved "
+                f"in epoch {epoch + 1} ({took:.1f} s)"
+            )
         if tb is not None:
             tb.write(history, int(starts[epoch]), int(starts[epoch + 1]),
                      group.eval_steps)  # fmt: skip
@@ -531,6 +593,7 @@ def run_group(
         )
     )
     history.update(final, compile_s=np.asarray(compile_s), strategy=strategy)
+    history["throughput"] = throughput
     _save_member_weights(out, group, state, spec0.early_stopping is not None)
     return {k: (v[:n_real] if np.ndim(v) else v) for k, v in history.items()}
 
@@ -804,12 +867,15 @@ def run(
     plots: bool = True,
     dataset: data.Dataset | None = None,
     tensorboard: bool = False,
+    dry_run: bool = False,
 ) -> str:
     """Run a whole sweep and write its results directory; returns its path.
 
     ``plots``: the standard figures and ``report.html`` at the end;
     ``tensorboard``: TensorBoard scalars in ``<out>/tensorboard`` as it trains
-    (needs tensorboardX).
+    (needs tensorboardX). ``dry_run``: check the configuration, load the data,
+    print and return the sweep's cost (:func:`sweep_cost`) and stop: nothing
+    is written or trained.
 
     Raises ValueError before anything compiles for bad values, and when
     ``resume`` finds a run made with a different configuration. Nothing is
@@ -818,12 +884,13 @@ def run(
     out = out or default_out(config.experiment)
     config_path = os.path.join(out, "config.json")
     current = config.to_dict()
-    _check_out(out, resume)
+    if not dry_run:
+        _check_out(out, resume)
     if tensorboard:
         from jaxbatch import tensorboard as tb_mod
 
         tb_mod.check_available()
-    if resume:
+    if resume and not dry_run:
         try:
             saved = results.read_json(config_path)["config"]
         except (ValueError, KeyError) as err:
@@ -841,6 +908,11 @@ def run(
         enable_compilation_cache()
     ds = dataset or load_data(config)
     groups = plan_groups(config, ds)  # validates batch sizes against the data
+    if dry_run:  # the cost only: nothing is written, nothing trains
+        train, _ = device_data(ds, groups[0].spec, config)
+        c = sweep_cost(groups, train)
+        print(_cost_line(c), flush=True)
+        return c
     base = None
     if config.init_from:
         run_dir, member = results.parse_run_member(config.init_from)
@@ -876,16 +948,23 @@ def run(
     _sync_hosts("jaxbatch: config.json written")
 
     train, evals = device_data(ds, groups[0].spec, config)
+    meta["cost"] = sweep_cost(groups, train)
+    print(_cost_line(meta["cost"]), flush=True)
+    if writer:
+        results.write_json(config_path, meta)
     columns = member_columns(groups)
     member_rows, histories = [], []
     for group in groups:
         history = run_group(
             group, train, evals, config, out, resume=resume, progress=progress,
             base=base, tensorboard=tensorboard,
+            flops_per_step=meta["cost"]["groups"][group.index]["flops_per_member_step"],
         )  # fmt: skip
+        _record_throughput(meta, group, history.pop("throughput", {}))
         member_rows += summarize(group, history, config)
         histories.append((group, history))
         if writer:
+            results.write_json(config_path, meta)
             member_rows.sort(key=lambda r: r["member"])
             results.write_csv(os.path.join(out, "members.csv"), columns, member_rows)
     if not writer:
@@ -905,6 +984,26 @@ def run(
         plots_mod.save_all(out)
         report.build(out)
     return out
+
+
+def _record_throughput(meta: dict, group: GroupRun, throughput: Mapping) -> None:
+    """The achieved FLOP/s of the group's first epoch, its share of the
+    device's peak, and the whole sweep's estimated time at that rate."""
+    if not throughput:
+        return
+    c = meta["cost"]
+    g = c["groups"][group.index]
+    g.update(throughput)
+    peak = c["device_peak_flops"]
+    g["utilisation"] = throughput["achieved_flops"] / peak if peak == peak else None
+    if "estimated_s" not in c:  # from the first group measured
+        c["estimated_s"] = c["flops"] / throughput["achieved_flops"]
+        tqdm.write(
+            f"estimated time of the sweep at that rate: "
+            f"{cost.seconds_text(c['estimated_s'])}"
+            + (f" ({g['utilisation']:.1%} of the nominal peak, {c['device_peak']})"
+               if g["utilisation"] is not None else "")
+        )  # fmt: skip
 
 
 def _arms_table(out: str):

@@ -168,6 +168,11 @@ def main(
                 plots=not args.no_plots,
                 dataset=ds,
                 tensorboard=args.tensorboard,
+                dry_run=args.dry_run,
             )
+            if args.dry_run:  # its cost is printed; nothing trained
+                continue
             cli.print_summary(stage_out)
+    if args.dry_run:
+        return out
     return cli.finish(out, after, figures, plots=not args.no_plots)

@@ -1,0 +1,52 @@
+"""The cost of a sweep before it runs: XLA's FLOP count of a step against a
+hand count of its matrix products, and a dry run that trains nothing."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from jaxbatch import cli, cost, data, sweep
+
+
+def _matmul_flops(batch: int, sizes) -> float:
+    """Forward and backward matrix products of an MLP step: 2 b n m for each
+    product; the backward pass has the weight gradients and the gradients
+    of every hidden layer's input (not of the images)."""
+    fwd = sum(2 * batch * n * m for n, m in zip(sizes, sizes[1:]))
+    dw = fwd
+    dx = sum(2 * batch * n * m for n, m in zip(sizes[1:], sizes[2:]))
+    return fwd + dw + dx
+
+
+@pytest.mark.parametrize("batch", [32, 128])
+def test_step_flops_match_a_hand_count_of_the_matrix_products(batch):
+    ds = data.load("synthetic", train_size=512, val_size=64, seed=0)
+    config = sweep.SweepConfig(
+        model="mlp", model_kwargs=(("hidden", (256,)),), batch_sizes=(batch,),
+        lrs=(0.1, 0.2, 0.3), epochs=2, eval_every=100,
+    )  # fmt: skip
+    c = sweep.run(config, "unused", dataset=ds, dry_run=True)
+    assert not os.path.exists("unused")  # a dry run writes nothing
+    (g,) = c["groups"]
+    pixels = ds.x_train[0].size
+    hand = _matmul_flops(batch, (pixels, 256, ds.num_classes))
+    # the products dominate; activations, loss and the SGD update add a little
+    assert hand <= g["flops_per_member_step"] <= 1.15 * hand
+    assert g["members"] == 3 and g["steps"] == 2 * (512 // batch)
+    assert c["flops"] == pytest.approx(g["flops_per_member_step"] * 3 * g["steps"])
+    for name, seconds in c["estimates_s"].items():
+        peak = cost.REFERENCE_DEVICES[name]
+        assert seconds == pytest.approx(c["flops"] / (peak * cost.ASSUMED_UTILISATION))
+
+
+def test_dry_run_from_the_command_line_prints_the_cost(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--dataset", "synthetic", "--model", "mlp", "--train-size", "256",
+            "--val-size", "64", "--batch-sizes", "32,64", "--lrs", "0.1",
+            "--epochs", "1", "--out", str(out), "--dry-run"]  # fmt: skip
+    cli.main("dry", "a test", {"quick": {}}, argv)
+    text = capsys.readouterr().out
+    assert "cost:" in text and "group 2:" in text and "H100" in text
+    assert not out.exists()
