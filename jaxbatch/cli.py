@@ -280,6 +280,7 @@ def main(
             progress=not args.no_progress,
             plots=not args.no_plots,
             tensorboard=args.tensorboard,
+            report=False,  # finish() writes it, after the experiment's figures
         )
     print_summary(out)
     return finish(out, after, figures, plots=not args.no_plots)

@@ -804,10 +804,12 @@ def run(
     plots: bool = True,
     dataset: data.Dataset | None = None,
     tensorboard: bool = False,
+    report: bool = True,
 ) -> str:
     """Run a whole sweep and write its results directory; returns its path.
 
-    ``plots``: the standard figures and ``report.html`` at the end;
+    ``plots``: the standard figures and (with ``report``) ``report.html`` at
+    the end;
     ``tensorboard``: TensorBoard scalars in ``<out>/tensorboard`` as it trains
     (needs tensorboardX).
 
@@ -900,10 +902,11 @@ def run(
     results.write_csv(os.path.join(out, "arms.csv"), *_arms_table(out))
     if plots:
         from jaxbatch import plots as plots_mod
-        from jaxbatch import report
+        from jaxbatch import report as report_mod
 
         plots_mod.save_all(out)
-        report.build(out)
+        if report:
+            report_mod.build(out)
     return out
 
 
