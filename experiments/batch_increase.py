@@ -93,6 +93,16 @@ FIGURES = {
 }
 
 
+def verdict(out):
+    """Each arm against decaying the LR: accuracy and updates."""
+    import os
+
+    from jaxbatch import report, results
+
+    members = results.read_csv(os.path.join(out, "members.csv"))
+    return report.versus(members, "arm", "decay LR")
+
+
 def main(argv=None):
     return cli.main("batch_increase", __doc__, PRESETS, argv, figures=FIGURES)
 

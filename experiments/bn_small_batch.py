@@ -82,6 +82,32 @@ PRESETS = {
 FIGURES = {"bn_small_batch.png": probe_plots.bn_small_batch}
 
 
+def verdict(out):
+    """BatchNorm minus no BatchNorm, test accuracy, at every batch size."""
+    import os
+
+    import numpy as np
+
+    from jaxbatch import results, stats
+
+    m = results.read_csv(os.path.join(out, "members.csv"))
+    ok = ~stats.diverged(m)
+    parts = []
+    for b in sorted(set(m["batch_size"])):
+        at = ok & (m["batch_size"] == b)
+        d, half = stats.difference(
+            m["test_acc"][at & (m["model"] == "simple_cnn_bn")],
+            m["test_acc"][at & (m["model"] == "simple_cnn")],
+        )
+        if np.isfinite(d):
+            parts.append(f"{100 * d:+.1f} ± {100 * half:.1f} at batch {b:g}")
+    return [
+        "BatchNorm minus no BatchNorm, test accuracy points (Welch 95%): "
+        + ", ".join(parts)
+        + "."
+    ]
+
+
 def main(argv=None):
     return cli.main("bn_small_batch", __doc__, PRESETS, argv, figures=FIGURES)
 

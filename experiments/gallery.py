@@ -12,7 +12,7 @@ Writes ``docs/gallery/<experiment>.png`` (the first ``HEADLINE`` figure,
 scaled to 900 px wide, a 256-colour PNG well under 1 MB) and rewrites the
 part of ``README.md`` between ``<!-- gallery:start -->`` and
 ``<!-- gallery:end -->``: one entry per experiment, its figure and the first
-sentence of its verdict, with the numbers of that run.
+two sentences of its verdict, with the numbers of that run.
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ def build(suite_dir: str, readme: str, out_dir: str) -> list[str]:
         dst = os.path.join(out_dir, f"{e['name']}.png")
         shrink(fig, dst)
         verdict = _verdict(report)
+        sentence = " ".join(verdict[:2]) if verdict else ""
         entries.append((e, os.path.relpath(dst, os.path.dirname(readme) or "."),
-                        verdict[0] if verdict else e["claim"]))  # fmt: skip
+                        sentence))  # fmt: skip
     intro = (
         "Each experiment's headline figure from its quick preset on a 2-core CPU "
         "(built-in Fashion-MNIST); regenerate with `make gallery`."

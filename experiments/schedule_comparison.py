@@ -118,6 +118,17 @@ FIGURES = {
 }
 
 
+def verdict(out):
+    """Each schedule against the constant LR (test accuracy)."""
+    import os
+
+    from jaxbatch import report, results
+
+    members = results.read_csv(os.path.join(out, "members.csv"))
+    lines = report.versus(members, "schedule_name", "constant")
+    return sorted(lines, key=lambda line: -float(line.split("%")[0].split()[-1]))
+
+
 def main(argv=None):
     return cli.main("schedule_comparison", __doc__, PRESETS, argv, figures=FIGURES)
 

@@ -287,6 +287,7 @@ def main(
             plots=not args.no_plots,
             tensorboard=args.tensorboard,
             dry_run=args.dry_run,
+            report=False,  # finish() writes it, after the experiment's figures
         )
     if args.dry_run:
         return out

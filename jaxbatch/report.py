@@ -134,10 +134,40 @@ def contrast(members: Mapping, field: str) -> list[str]:
     return lines
 
 
+def versus(members: Mapping, key: str, baseline: str) -> list[str]:
+    """One sentence per arm of tag ``key`` against the ``baseline`` arm: the
+    difference of mean accuracy (Welch's 95% interval, points) and of the
+    parameter updates taken."""
+    col, name = _metric(members)
+    gone = stats.diverged(members)
+    ok = ~gone
+    tag = members[key].astype(str)
+    base = ok & (tag == baseline)
+    if not base.any():
+        return []
+    b, b_steps = members[col][base], float(np.mean(members["steps"][base]))
+    lines = []
+    for arm in dict.fromkeys(tag):
+        sel = ok & (tag == arm)
+        if arm == baseline or not sel.any():
+            continue
+        a = members[col][sel]
+        d, half = stats.difference(a, b)
+        steps = float(np.mean(members["steps"][sel]))
+        spread = "" if np.isnan(half) else f" ± {_pct(half)}"
+        lines.append(
+            f"{arm}: {_pct(a.mean())}% {name} vs {_pct(b.mean())}% for {baseline} "
+            f"({'+' if d >= 0 else '−'}{_pct(abs(d))}{spread} points, {len(a)} and "
+            f"{len(b)} seeds) in {steps:.0f} vs {b_steps:.0f} updates "
+            f"({steps / b_steps:.0%})."
+        )
+    return lines
+
+
 def generic_verdict(members: Mapping, field: str | None = None) -> list[str]:
-    """The best and the worst arm (mean ± 95% interval over seeds), the
-    contrast along ``field`` (default: the batch size if it varies, else the
-    first numeric field that varies) and the diverged members."""
+    """The contrast along ``field`` (default: the batch size if it varies,
+    else the first numeric field that varies), the best and the worst arm
+    (mean ± 95% interval over seeds) and the diverged members."""
     col, name = _metric(members)
     rows = stats.arm_rows(members)
     lines = []
@@ -161,8 +191,8 @@ def generic_verdict(members: Mapping, field: str | None = None) -> list[str]:
     numeric = [k for k in keys if members[k].dtype.kind == "f"]
     field = field or ("batch_size" if "batch_size" in numeric else None)
     field = field or (numeric[0] if numeric else None)
-    if field:
-        lines += contrast(members, field)
+    if field:  # the contrast first: it is the comparison the sweep was made for
+        lines = contrast(members, field) + lines
     n_gone = int(stats.diverged(members).sum())
     if n_gone:
         lines.append(f"{n_gone} of {len(members['member'])} members diverged.")
@@ -190,6 +220,18 @@ def sweeps_verdict(sweeps: Sequence[str]) -> list[str]:
         for mean, half, n, where, name in ranked
     ]
     return [f"Ranked by {ranked[0][4]} (mean ± 95% t-interval): " + "; ".join(lines)]
+
+
+def _module_verdict(module, run_dir: str) -> list[str] | None:
+    """The experiment's own ``verdict(run_dir)``; None without one, or when
+    it cannot be made here (one sweep of the experiment, or an analysis file
+    not written yet)."""
+    if module is None or not hasattr(module, "verdict"):
+        return None
+    try:
+        return list(module.verdict(run_dir))
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _img(path: str) -> str:
@@ -330,13 +372,12 @@ def build(
     module = experiment_module(name)
     claim = getattr(module, "CLAIM", None)
     headline = tuple(getattr(module, "HEADLINE", ()))
-    if module is not None and hasattr(module, "verdict"):
-        verdict = list(module.verdict(run_dir))
-    elif len(sweeps) == 1:
+    verdict = _module_verdict(module, run_dir)
+    if verdict is None and len(sweeps) == 1:
         verdict = generic_verdict(
             results.read_csv(os.path.join(sweeps[0], "members.csv"))
         )
-    else:
+    elif verdict is None:
         names = getattr(module, "VERDICT_SWEEPS", None)
         chosen = [d for d in sweeps if names is None or os.path.basename(d) in names]
         verdict = sweeps_verdict(chosen)

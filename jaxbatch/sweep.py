@@ -868,10 +868,12 @@ def run(
     dataset: data.Dataset | None = None,
     tensorboard: bool = False,
     dry_run: bool = False,
+    report: bool = True,
 ) -> str:
     """Run a whole sweep and write its results directory; returns its path.
 
-    ``plots``: the standard figures and ``report.html`` at the end;
+    ``plots``: the standard figures and (with ``report``) ``report.html`` at
+    the end;
     ``tensorboard``: TensorBoard scalars in ``<out>/tensorboard`` as it trains
     (needs tensorboardX). ``dry_run``: check the configuration, load the data,
     print and return the sweep's cost (:func:`sweep_cost`) and stop: nothing
@@ -979,10 +981,11 @@ def run(
     results.write_csv(os.path.join(out, "arms.csv"), *_arms_table(out))
     if plots:
         from jaxbatch import plots as plots_mod
-        from jaxbatch import report
+        from jaxbatch import report as report_mod
 
         plots_mod.save_all(out)
-        report.build(out)
+        if report:
+            report_mod.build(out)
     return out
 
 
