@@ -60,7 +60,11 @@ def build(suite_dir: str, readme: str, out_dir: str) -> list[str]:
         dst = os.path.join(out_dir, f"{e['name']}.png")
         shrink(fig, dst)
         verdict = _verdict(report)
-        sentence = " ".join(verdict[:2]) if verdict else ""
+        sentence = verdict[0] if verdict else ""
+        for more in verdict[1:]:  # more sentences while the entry stays short
+            if len(sentence) + len(more) > 400:
+                break
+            sentence += " " + more
         entries.append((e, os.path.relpath(dst, os.path.dirname(readme) or "."),
                         sentence))  # fmt: skip
     intro = (

@@ -121,6 +121,35 @@ FIGURES = {
 }
 
 
+def verdict(out):
+    """Each rule at the largest batch, with and without warmup, against the
+    base batch (test accuracy, mean ± 95% t-interval)."""
+    import os
+
+    from jaxbatch import results, stats
+
+    m = results.read_csv(os.path.join(out, "members.csv"))
+    ok = ~stats.diverged(m)
+    k = m["k"].max()
+
+    def acc(sel):
+        mean, half, _ = stats.seed_stats(m["test_acc"][ok & sel])
+        return f"{100 * mean:.1f} ± {100 * half:.1f}"
+
+    base = acc(m["k"] == 1)
+    parts = []
+    for rule in ("linear", "sqrt", "none"):
+        sel = (m["k"] == k) & (m["scaling_rule"].astype(str) == rule)
+        warm, cold = sel & (m["warmup_epochs"] > 0), sel & (m["warmup_epochs"] == 0)
+        parts.append(f"{rule} {acc(cold)} ({acc(warm)} with warmup)")
+    b0, b = int(m["batch_size"].min()), int(m["batch_size"].max())
+    return [
+        f"At {k:g}x the base batch ({b} vs {b0}), test accuracy: "
+        + "; ".join(parts)
+        + f"; the base batch {base}."
+    ]
+
+
 def main(argv=None):
     return cli.main("lr_scaling", __doc__, PRESETS, argv, figures=FIGURES)
 

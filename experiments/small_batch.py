@@ -85,6 +85,35 @@ PRESETS = {
 FIGURES = {"small_batch.png": probe_plots.small_batch}
 
 
+def verdict(out, within: float = 0.02):
+    """Per batch size: the best test accuracy over the base LRs (mean of
+    seeds) and how wide the range of base LRs within 2 points of it is."""
+    import os
+
+    import numpy as np
+
+    from jaxbatch import results, stats
+
+    m = results.read_csv(os.path.join(out, "members.csv"))
+    ok = ~stats.diverged(m)
+    parts = []
+    for b in sorted(set(m["batch_size"])):
+        etas = sorted(set(m["eta"][m["batch_size"] == b]))
+        means = np.array([
+            stats.seed_stats(m["test_acc"][ok & (m["batch_size"] == b)
+                                           & (m["eta"] == e)])[0]
+            for e in etas
+        ])  # fmt: skip
+        means = np.nan_to_num(means, nan=0.0)
+        good = np.asarray(etas)[means >= means.max() - within]
+        width = good.max() / good.min()
+        parts.append(f"batch {b:g}: {100 * means.max():.1f}% (range {width:.0f}x)")
+    return [
+        "Best test accuracy over the base LR, and the width of the base-LR range "
+        "within 2 points of it: " + "; ".join(parts) + "."
+    ]
+
+
 def main(argv=None):
     return cli.main("small_batch", __doc__, PRESETS, argv, figures=FIGURES)
 

@@ -80,6 +80,33 @@ PRESETS = {
 FIGURES = {"update_ratio.png": probe_plots.update_ratio}
 
 
+def verdict(out):
+    """The update/weight ratio of the best LR and of the LR nearest 1e-3."""
+    import os
+
+    import numpy as np
+
+    from jaxbatch import results, stats
+
+    m = results.read_csv(os.path.join(out, "members.csv"))
+    ok = ~stats.diverged(m)
+    rows = []
+    for lr in sorted(set(m["lr"][ok])):
+        sel = ok & (m["lr"] == lr)
+        rows.append((lr, np.nanmean(m["update_ratio"][sel]),
+                     *stats.seed_stats(m["test_acc"][sel])[:2]))  # fmt: skip
+    best = max(rows, key=lambda r: r[2])
+    near = min(rows, key=lambda r: abs(np.log(r[1] / 1e-3)))
+    text = lambda r: (  # noqa: E731
+        f"LR {r[0]:g}: update/weight ratio {r[1]:.1e}, test accuracy "
+        f"{100 * r[2]:.1f} ± {100 * r[3]:.1f}"
+    )
+    return [
+        f"Best {text(best)}; the ratio nearest 1e-3 is at {text(near)} "
+        f"({100 * (best[2] - near[2]):.1f} points behind).",
+    ]
+
+
 def main(argv=None):
     return cli.main("update_ratio", __doc__, PRESETS, argv, figures=FIGURES)
 

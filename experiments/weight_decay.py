@@ -155,6 +155,43 @@ FIGURES = {
 }
 
 
+def verdict(out):
+    """Per optimizer: the best cell of the LR x WD grid for each decay mode
+    (and without decay), test accuracy mean ± 95% t-interval over seeds."""
+    import os
+
+    from jaxbatch import results, stats
+
+    m = results.read_csv(os.path.join(out, "members.csv"))
+    grid = {k: v[m["part"].astype(str) == "grid"] for k, v in m.items()}
+    lines = []
+    for opt in dict.fromkeys(grid["optimizer"].astype(str)):
+        parts = []
+        for mode in ("none", "l2", "decoupled"):
+            sel = grid["optimizer"].astype(str) == opt
+            if mode == "none":
+                sel &= grid["weight_decay"] == 0
+            else:
+                sel &= (grid["weight_decay"] > 0) & (
+                    grid["weight_decay_mode"].astype(str) == mode
+                )
+            rows = [r for r in stats.arm_rows({k: v[sel] for k, v in grid.items()})
+                    if r.get("test_acc") == r.get("test_acc")]  # fmt: skip
+            if not rows:
+                continue
+            best = max(rows, key=lambda r: r["test_acc"])
+            where = f"LR {best['lr']:g}" + (
+                "" if mode == "none" else f", WD {best['weight_decay']:g}"
+            )
+            name = "no decay" if mode == "none" else mode
+            parts.append(
+                f"{name} {100 * best['test_acc']:.1f} ± "
+                f"{100 * best['test_acc_ci']:.1f} ({where})"
+            )
+        lines.append(f"{opt}, best cell per mode: " + "; ".join(parts) + ".")
+    return lines
+
+
 def main(argv=None):
     return cli.main("weight_decay", __doc__, PRESETS, argv, figures=FIGURES)
 

@@ -114,7 +114,8 @@ def contrast(members: Mapping, field: str) -> list[str]:
         return []
     lo, hi = values[0], values[-1]
     rest = [f for f in stats.varying_fields(members) if f != field]
-    lines = []
+    lines, diffs = [], []
+    title = field.replace("_", " ")
     for setting, rows in stats.arms(members, fields=rest):
         ok = rows[~gone[rows]]
         a = members[col][ok][members[field][ok].astype(float) == hi]
@@ -131,6 +132,14 @@ def contrast(members: Mapping, field: str) -> list[str]:
             f"{lo:g} in {name}{where}: {_pct(a.mean())} vs {_pct(b.mean())} "
             f"({len(a)} and {len(b)} seeds)."
         )
+        diffs.append(d)
+    if len(lines) > 4:  # many settings: one sentence for all of them
+        above = sum(d > 0 for d in diffs)
+        lines = [
+            f"{title} {hi:g} ended above {title} {lo:g} in {name} in {above} of "
+            f"{len(diffs)} settings of {', '.join(r.replace('_', ' ') for r in rest)}"
+            f", by {_pct(min(diffs))} to {_pct(max(diffs))} points."
+        ]
     return lines
 
 
@@ -216,10 +225,13 @@ def sweeps_verdict(sweeps: Sequence[str]) -> list[str]:
         return []
     ranked.sort(key=lambda t: -t[0])
     lines = [
-        f"{where}: {_pm(mean, half)}% {name} ({n} seeds)"
-        for mean, half, n, where, name in ranked
+        f"{where}: {_pm(mean, half)}% ({n} seeds)" for mean, half, n, where, _ in ranked
     ]
-    return [f"Ranked by {ranked[0][4]} (mean ± 95% t-interval): " + "; ".join(lines)]
+    name = ranked[0][4]
+    head = f"Best {name}: {lines[0]}" + (
+        f"; worst: {lines[-1]}." if len(lines) > 1 else "."
+    )
+    return [head, f"All, by {name} (mean ± 95% t-interval): " + "; ".join(lines) + "."]
 
 
 def _module_verdict(module, run_dir: str) -> list[str] | None:
