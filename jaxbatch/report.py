@@ -164,11 +164,15 @@ def versus(members: Mapping, key: str, baseline: str) -> list[str]:
         d, half = stats.difference(a, b)
         steps = float(np.mean(members["steps"][sel]))
         spread = "" if np.isnan(half) else f" ± {_pct(half)}"
+        updates = (
+            f" in {steps:.0f} vs {b_steps:.0f} updates ({steps / b_steps:.0%})"
+            if abs(steps - b_steps) > 0.01 * b_steps
+            else ""
+        )
         lines.append(
             f"{arm}: {_pct(a.mean())}% {name} vs {_pct(b.mean())}% for {baseline} "
             f"({'+' if d >= 0 else '−'}{_pct(abs(d))}{spread} points, {len(a)} and "
-            f"{len(b)} seeds) in {steps:.0f} vs {b_steps:.0f} updates "
-            f"({steps / b_steps:.0%})."
+            f"{len(b)} seeds){updates}."
         )
     return lines
 
