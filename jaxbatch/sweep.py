@@ -295,8 +295,9 @@ def sweep_cost(groups: list[GroupRun], train: Mapping) -> dict:
     out = []
     for g in groups:
         spec = dataclasses.replace(g.spec, strategy="vmap")
-        state = jax.eval_shape(engine.group_fns(spec).init, g.hp)
-        c = cost.member_step_cost(spec, state, g.hp, train)
+        hp, _ = engine.pad_members(g.hp, engine.member_multiple(spec))
+        state = jax.eval_shape(engine.group_fns(spec).init, hp)
+        c = cost.member_step_cost(spec, state, hp, train)
         # examples of the whole run, in units of the first batch size
         steps = float(g.step_batch_sizes().sum()) / g.batch_sizes[0]
         out.append({
@@ -953,7 +954,7 @@ def run(
     meta["cost"] = sweep_cost(groups, train)
     print(_cost_line(meta["cost"]), flush=True)
     if writer:
-        results.write_json(config_path, meta)
+        _record_cost(config_path, meta["cost"])
     columns = member_columns(groups)
     member_rows, histories = [], []
     for group in groups:
@@ -966,7 +967,7 @@ def run(
         member_rows += summarize(group, history, config)
         histories.append((group, history))
         if writer:
-            results.write_json(config_path, meta)
+            _record_cost(config_path, meta["cost"])
             member_rows.sort(key=lambda r: r["member"])
             results.write_csv(os.path.join(out, "members.csv"), columns, member_rows)
     if not writer:
@@ -987,6 +988,14 @@ def run(
         if report:
             report_mod.build(out)
     return out
+
+
+def _record_cost(config_path: str, c: Mapping) -> None:
+    """Set ``cost`` in ``config.json``, keeping what else was recorded there
+    since (e.g. each group's measured strategy)."""
+    saved = results.read_json(config_path)
+    saved["cost"] = c
+    results.write_json(config_path, saved)
 
 
 def _record_throughput(meta: dict, group: GroupRun, throughput: Mapping) -> None:

@@ -50,3 +50,19 @@ def test_dry_run_from_the_command_line_prints_the_cost(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "cost:" in text and "group 2:" in text and "H100" in text
     assert not out.exists()
+
+
+def test_auto_prefers_the_cheaper_compile_only_on_a_tie():
+    from jaxbatch.engine import pick_strategy
+
+    ms = {"unroll": 190.0, "vmap": 205.0, "map": 198.0}
+    compile_s = {"unroll": 60.0, "vmap": 12.0, "map": 20.0}
+    assert pick_strategy(ms, compile_s) == "map"  # within 5%, 3x cheaper
+    assert (
+        pick_strategy({"unroll": 100.0, "map": 120.0}, {"unroll": 60.0, "map": 1.0})
+        == "unroll"
+    )
+    assert (
+        pick_strategy({"unroll": 100.0, "map": 103.0}, {"unroll": 10.0, "map": 8.0})
+        == "unroll"
+    )
