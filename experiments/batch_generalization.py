@@ -51,7 +51,7 @@ CLAIM = (
     "minima (Keskar et al., 2017)."
 )
 HEADLINE = ("batch_generalization.png",)
-QUICK_S = 67
+QUICK_S = 107
 
 SIZES = (16, 32, 64, 128, 256, 512, 1024)
 SEEDS = (0, 1, 2)

@@ -41,7 +41,7 @@ CLAIM = (
     "in fewer parameter updates (Smith et al., 2018)."
 )
 HEADLINE = ("batch_increase_curves.png", "batch_increase_summary.png")
-QUICK_S = 38
+QUICK_S = 63
 
 
 def arms(milestones: tuple[int, ...], factor: float):

@@ -38,7 +38,7 @@ CLAIM = (
     "and per epoch against batch size."
 )
 HEADLINE = ("batch_timing.png",)
-QUICK_S = 52
+QUICK_S = 82
 
 
 def verdict(out):

@@ -44,7 +44,7 @@ CLAIM = (
     "better."
 )
 HEADLINE = ("bn_small_batch.png",)
-QUICK_S = 81
+QUICK_S = 273
 
 SIZES = (2, 4, 8, 16, 64, 256)
 

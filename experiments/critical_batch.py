@@ -1,7 +1,7 @@
 """The critical batch size: steps to a target against batch size, and the
 gradient noise scale that predicts the bend.
 
-Run (2-core AMD EPYC CPU, built-in Fashion-MNIST, 85 s measured)::
+Run (2-core AMD EPYC CPU, built-in Fashion-MNIST, 3 min 21 s measured)::
 
     python -m experiments.critical_batch --preset quick
 
@@ -13,18 +13,19 @@ parallelism buys nothing. McCandlish et al. ("An Empirical Model of
 Large-Batch Training", 2018) fit ``S(B) = S_min (1 + B_crit / B)`` and
 predict ``B_crit`` by the simple noise scale ``B_simple = tr(Σ) / |G|²``,
 measured during training. Measured (quick: MLP 784-128-10, 5000 images,
-target 82% validation accuracy, mean of 2 seeds at the best of 5 LRs): 660
-steps at batch 16 (LR 0.01), 190 at 64 (0.03), 90 at 256 (0.03) and 45 at
-1024 (0.1): the first 4x of batch cuts the steps 3.5x (nearly perfect
-scaling), the next two 2.1x and 2.0x (diminishing returns); in examples, 10.6k
-at batch 16 and 46k at 1024. The fit gives S_min = 38 steps and B_crit = 269;
-the measured noise scale at the target, B_simple = 60, is 4.5x smaller: the
-right order of magnitude, no closer (B_simple equals the critical batch only
-when the Hessian is a multiple of the identity; McCandlish et al. use it as
-an estimate). The bend lies between batch 64 and 256.
+target 82% validation accuracy, mean of 3 seeds at the best of 5 LRs): 573
+steps at batch 16 (LR 0.01), 206 at 64 (0.03), 80 at 256 (0.1) and 47 at
+1024 (0.1): the first 4x of batch cuts the steps 2.8x, the next two 2.6x and
+1.7x (diminishing returns); in examples, 9.2k at batch 16 and 48k at 1024.
+The fit gives S_min = 40 steps and B_crit = 234; the measured noise scale at
+the target, B_simple = 59, is 4x smaller: the right order of magnitude, no
+closer (B_simple equals the critical batch only when the Hessian is a
+multiple of the identity; McCandlish et al. use it as an estimate). (Two
+seeds gave 660, 190, 90, 45 steps, B_crit 269, B_simple 60.) The bend lies
+between batch 64 and 256.
 
 Each batch size is one compiled group; its LRs (a 3x grid, SGD momentum 0.9)
-and 2 seeds train together for 40 epochs of 5000 images, evaluated every 20
+and 3 seeds train together for 40 epochs of 5000 images, evaluated every 20
 steps and at the end of every epoch on 1000 held-out images. A batch size's
 steps to the target are those of its best LR (mean over seeds; an LR counts
 only if every seed reached the target). The ``noise_scale`` probe estimates
@@ -49,7 +50,7 @@ CLAIM = (
     "target, and the gradient noise scale predicts where (McCandlish et al., 2018)."
 )
 HEADLINE = ("critical_batch.png",)
-QUICK_S = 85
+QUICK_S = 201
 
 TARGET = 0.82
 
@@ -91,7 +92,7 @@ FIGURES = {"critical_batch.png": probe_plots.critical_batch}
 
 def _sentence(report) -> str:
     steps = ", ".join(
-        f"{s:.0f} at batch {b}" if s is not None else f"never at batch {b}"
+        f"{s:.0f} at batch {b:g}" if s is not None else f"never at batch {b:g}"
         for b, s in zip(report["batch_sizes"], report["steps_to_target"])
     )
     return (

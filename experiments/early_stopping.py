@@ -55,7 +55,7 @@ CLAIM = (
     "the end; so does halving the LR on a plateau."
 )
 HEADLINE = ("early_stopping.png",)
-QUICK_S = 71
+QUICK_S = 115
 
 NEVER = 10**6  # a patience longer than any run: never stops, keeps the best
 

@@ -59,7 +59,7 @@ CLAIM = (
     "LR x2), better than one uniform LR, the head alone, or training from scratch."
 )
 HEADLINE = ("finetune.png",)
-QUICK_S = 36
+QUICK_S = 59
 
 PRETRAIN_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)

@@ -9,7 +9,8 @@ or, from a finished suite directory::
     python -m experiments.gallery runs/suite/<time>
 
 Writes ``docs/gallery/<experiment>.png`` (the first ``HEADLINE`` figure,
-scaled to 900 px wide, a 256-colour PNG well under 1 MB) and rewrites the
+scaled to 900 px wide, 1440 for a row of panels; a 256-colour PNG well
+under 1 MB) and rewrites the
 part of ``README.md`` between ``<!-- gallery:start -->`` and
 ``<!-- gallery:end -->``: one entry per experiment, its figure and the first
 two sentences of its verdict, with the numbers of that run.
@@ -34,6 +35,8 @@ def shrink(src: str, dst: str, width: int = 900) -> int:
 
     with Image.open(src) as im:
         im = im.convert("RGB")
+        if im.width > 3 * im.height:  # a row of panels: keep its text legible
+            width = int(width * 1.6)
         if im.width > width:
             im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
         im = im.quantize(colors=256, method=Image.Quantize.MEDIANCUT)

@@ -48,7 +48,7 @@ CLAIM = (
     "budget (Bergstra and Bengio, 2012)."
 )
 HEADLINE = ("search_progress.png",)
-QUICK_S = 31
+QUICK_S = 74
 
 GRID_LRS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 GRID_WDS = (1e-6, 1e-4, 1e-2)

@@ -40,7 +40,7 @@ from jaxbatch.plots import probes as probe_plots
 # its quick preset on a 2-core CPU (python -m experiments lists them).
 CLAIM = "The LR range test (Smith, 2017) finds a good learning rate in one short run."
 HEADLINE = ("lr_range.png",)
-QUICK_S = 23
+QUICK_S = 34
 
 SEEDS = (0, 1, 2)
 

@@ -48,7 +48,7 @@ CLAIM = (
     "2017), rather than by its square root or not at all."
 )
 HEADLINE = ("lr_scaling.png", "lr_scaling_curves.png")
-QUICK_S = 53
+QUICK_S = 84
 
 
 def scaling_members(

@@ -46,7 +46,7 @@ HEADLINE = (
     "schedule_val_accuracy.png",
     "lr_schedules.png",
 )
-QUICK_S = 39
+QUICK_S = 78
 
 
 def schedule_members(long_step_epochs: float, exp_k: float, inv_k: float):

@@ -149,8 +149,11 @@ def main(argv=None) -> int:
         sys.stderr.write(f"\ninterrupted; continue with: python -m experiments.suite "
                          f"--preset {args.preset} --out {root}\n")  # fmt: skip
         return 130
+    # The index lists every experiment this suite directory has run, also
+    # those of an earlier --only.
+    listed = [{**e, **done.get(e["name"], {})} for e in catalog() if e["name"] in done]
     with open(os.path.join(root, "index.html"), "w", encoding="utf-8") as f:
-        f.write(index_html(root, entries))
+        f.write(index_html(root, listed))
     total = sum(e.get("wall_s") or 0 for e in entries)
     failed = [
         e["name"] for e in entries if not str(e.get("status", "")).startswith("ok")

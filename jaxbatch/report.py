@@ -385,6 +385,12 @@ def build(
     sweeps = run_dirs(run_dir)
     meta = results.read_json(os.path.join(sweeps[0], "config.json")) if sweeps else {}
     name = experiment or meta.get("config", {}).get("experiment", "")
+    if not name:  # no config.json (e.g. a timing run): runs/<experiment>/<time>
+        path = os.path.abspath(run_dir)
+        for guess in (os.path.basename(path), os.path.basename(os.path.dirname(path))):
+            if experiment_module(guess) is not None:
+                name = guess
+                break
     module = experiment_module(name)
     claim = getattr(module, "CLAIM", None)
     headline = tuple(getattr(module, "HEADLINE", ()))
