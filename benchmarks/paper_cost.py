@@ -35,7 +35,8 @@ def flops_of(name: str, preset: str = "paper") -> float:
     found = re.findall(r"cost: ([\d.e+]+) (\w*FLOP) in all", text)
     if not found:
         raise RuntimeError(f"{name}: no cost line in\n{text}")
-    return sum(float(v) * UNITS[u] for v, u in found)
+    partial = "their cost is not counted" in text  # stages after a trained one
+    return sum(float(v) * UNITS[u] for v, u in found), partial
 
 
 def main() -> None:
@@ -43,11 +44,14 @@ def main() -> None:
     for e in catalog():
         if e["name"] in NO_SWEEP:
             continue
-        flops = flops_of(e["name"])
+        flops, partial = flops_of(e["name"])
         est = cost.estimates(flops)
-        rows.append({"experiment": e["name"], "flops": flops, "estimates_s": est})
+        rows.append({"experiment": e["name"], "flops": flops, "estimates_s": est,
+                     "first_stage_only": partial})  # fmt: skip
         times = "  ".join(f"{k}: {cost.seconds_text(v)}" for k, v in est.items())
-        print(f"{e['name']:>22}: {cost.flops_text(flops):>12}  {times}", flush=True)
+        note = "  (first stage only)" if partial else ""
+        print(f"{e['name']:>22}: {cost.flops_text(flops):>12}  {times}{note}",
+              flush=True)  # fmt: skip
     out = {
         "preset": "paper",
         "assumed_utilisation": cost.ASSUMED_UTILISATION,

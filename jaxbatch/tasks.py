@@ -120,6 +120,22 @@ def _load(name, data_dir, seed, image_size) -> data.Dataset:
     return _LOADED[key]
 
 
+def _stages(it: Iterator, args) -> Iterator:
+    """The stages; under ``--dry-run`` the ones that start from an earlier
+    stage's weights (which a dry run does not train) end the iteration."""
+    while True:
+        try:
+            yield next(it)
+        except StopIteration:
+            return
+        except ValueError as err:
+            if not (args.dry_run and "--init-from" in str(err)):
+                raise
+            print("the remaining stages start from the weights of one a dry run "
+                  "does not train: their cost is not counted")  # fmt: skip
+            return
+
+
 # A stage: (name, config, dataset or None for the config's own data).
 Stage = tuple[str, sweep.SweepConfig, "data.Dataset | None"]
 ConfigFor = Callable[..., sweep.SweepConfig]
@@ -156,7 +172,7 @@ def main(
 
     with cli.command(parser, experiment, given, args, out):
         print(f"results -> {out}", flush=True)
-        for name, config, ds in stages(config_for, out, args.preset):
+        for name, config, ds in _stages(stages(config_for, out, args.preset), args):
             stage_out = os.path.join(out, name)
             started = os.path.exists(os.path.join(stage_out, "config.json"))
             print(f"[{experiment}] stage {name} -> {stage_out}", flush=True)

@@ -236,7 +236,7 @@ def test_critical_batch_counts_steps_to_the_target(ds, tmp_path):
     from jaxbatch import critical
 
     tiny = dict(model_kwargs=(("hidden", (16,)),), batch_sizes=(8, 64),
-                lrs=(0.03, 0.1), epochs=2, probe_size=64)  # fmt: skip
+                lrs=(0.03, 0.1), epochs=2, probe_size=64, seeds=(0, 1))  # fmt: skip
     out = str(tmp_path / "cb")
     sweep.run(sweep.SweepConfig(**{**cb.PRESETS["quick"], **tiny}), out,
               progress=False, plots=False, dataset=ds)  # fmt: skip

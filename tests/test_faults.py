@@ -27,7 +27,7 @@ def _cli(out, *extra, epochs=EPOCHS):
         "--train-size", "320", "--val-size", "64", "--model", "mlp", "--model-kwargs",
         "hidden=(16,)", "--batch-sizes", "32", "--lrs", "0.02,0.05", "--schedule",
         "step", "--epochs", str(epochs), "--eval-every", "5", "--strategy", "vmap",
-        "--no-progress", "--no-plots", "--out", str(out), *extra,
+        "--seeds", "0", "--no-progress", "--no-plots", "--out", str(out), *extra,
     ]  # fmt: skip
 
 

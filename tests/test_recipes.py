@@ -189,7 +189,7 @@ def _phase_cli(out, *extra):
         "--train-size", "400", "--val-size", "64", "--model", "mlp", "--model-kwargs",
         "hidden=(16,)", "--batch-sizes", "16", "--batch-milestones", "3",
         "--batch-factor", "4", "--lrs", "0.02,0.05", "--schedule", "constant",
-        "--epochs", "40", "--eval-every", "10", "--strategy", "vmap",
+        "--epochs", "40", "--eval-every", "10", "--strategy", "vmap", "--seeds", "0",
         "--no-progress", "--no-plots", "--out", str(out), *extra,
     ]  # fmt: skip
 

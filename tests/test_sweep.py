@@ -120,7 +120,8 @@ def _cli(out, *extra):
         "--dataset", "fashion_mnist",
         "--model", "mlp", "--model-kwargs", "hidden=(32,)", "--train-size", "256",
         "--val-size", "128", "--batch-sizes", "32,64", "--lrs", "0.01,0.02",
-        "--eval-every", "4", "--no-progress", "--no-plots", "--out", str(out), *extra,
+        "--eval-every", "4", "--seeds", "0", "--no-progress", "--no-plots",
+        "--out", str(out), *extra,
     ]  # fmt: skip
 
 
