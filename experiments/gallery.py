@@ -10,10 +10,19 @@ or, from a finished suite directory::
 
 Writes ``docs/gallery/<experiment>.png`` (the first ``HEADLINE`` figure,
 scaled to 900 px wide, 1440 for a row of panels; a 256-colour PNG well
-under 1 MB) and rewrites the
-part of ``README.md`` between ``<!-- gallery:start -->`` and
-``<!-- gallery:end -->``: one entry per experiment, its figure and the first
-two sentences of its verdict, with the numbers of that run.
+under 1 MB) and rewrites the part of ``README.md`` between ``<!-- gallery:start
+-->`` and ``<!-- gallery:end -->``: one entry per experiment, its figure and
+its verdict's sentences (as many as fit in about 400 characters), with the
+numbers of that run.
+
+What you should see: ``make gallery`` took 51 minutes on a 2-core AMD EPYC
+(the suite; the gallery itself a few seconds) and wrote 16 PNGs of 14-66 KB
+(888 KB in all); the README section lists the experiments by name, each
+with its quick runtime, its claim in italics and the verdict in numbers
+(e.g. "batch size 64 ended 2.3 ± 1.9 points below batch size 32 in test
+accuracy (lr 0.01)"). An experiment without a finished run in the suite
+directory (no headline figure or no report.html) is named on the command
+line and left out.
 """
 
 from __future__ import annotations

@@ -77,6 +77,16 @@ def index_html(root: str, entries: list[dict]) -> str:
     )
 
 
+def write_index(root: str, done: dict) -> str:
+    """``<root>/index.html`` of every experiment this suite directory has run
+    (``done``: ``suite.json``), also those of an earlier ``--only``."""
+    listed = [{**e, **done[e["name"]]} for e in catalog() if e["name"] in done]
+    path = os.path.join(root, "index.html")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(index_html(root, listed))
+    return path
+
+
 def main(argv=None) -> int:
     names = [e["name"] for e in catalog()]
     parser = argparse.ArgumentParser(
@@ -143,17 +153,12 @@ def main(argv=None) -> int:
             }
             with open(state_path, "w") as f:
                 json.dump(done, f, indent=2)
-            with open(os.path.join(root, "index.html"), "w", encoding="utf-8") as f:
-                f.write(index_html(root, entries))
+            write_index(root, done)
     except KeyboardInterrupt:
         sys.stderr.write(f"\ninterrupted; continue with: python -m experiments.suite "
                          f"--preset {args.preset} --out {root}\n")  # fmt: skip
         return 130
-    # The index lists every experiment this suite directory has run, also
-    # those of an earlier --only.
-    listed = [{**e, **done.get(e["name"], {})} for e in catalog() if e["name"] in done]
-    with open(os.path.join(root, "index.html"), "w", encoding="utf-8") as f:
-        f.write(index_html(root, listed))
+    write_index(root, done)
     total = sum(e.get("wall_s") or 0 for e in entries)
     failed = [
         e["name"] for e in entries if not str(e.get("status", "")).startswith("ok")

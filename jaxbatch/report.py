@@ -98,9 +98,11 @@ def _pm(mean: float, half: float) -> str:
 
 
 def _metric(members: Mapping) -> tuple[str, str]:
-    if "test_acc" in members and np.isfinite(members["test_acc"]).any():
-        return "test_acc", "test accuracy"
-    return "best_val_acc", "best validation accuracy"
+    col = stats.accuracy_column(members)
+    return col, {
+        "test_acc": "test accuracy",
+        "best_val_acc": "best validation accuracy",
+    }[col]
 
 
 def contrast(members: Mapping, field: str) -> list[str]:
@@ -212,12 +214,12 @@ def generic_verdict(members: Mapping, field: str | None = None) -> list[str]:
     return lines
 
 
-def sweeps_verdict(sweeps: Sequence[str]) -> list[str]:
-    """The generic verdict of an experiment of several sweeps on one task:
-    the arms of every sweep ranked together (labelled ``sweep: arm``)."""
+def sweeps_verdict(sweeps: Mapping[str, Mapping]) -> list[str]:
+    """The generic verdict of an experiment of several sweeps on one task
+    (``{sweep directory: members}``): the arms of every sweep ranked together
+    (labelled ``sweep: arm``)."""
     ranked = []
-    for d in sweeps:
-        members = results.read_csv(os.path.join(d, "members.csv"))
+    for d, members in sweeps.items():
         col, name = _metric(members)
         keys = stats.varying_fields(members)
         for r in stats.arm_rows(members):
@@ -349,12 +351,11 @@ def _meta_html(meta: Mapping, members: Mapping) -> str:
     return '<p class="meta">' + " · ".join(html.escape(p) for p in parts if p) + "</p>"
 
 
-def _sweep_section(run_dir: str, title: str | None) -> str:
+def _sweep_section(run_dir: str, members: Mapping, title: str) -> str:
     from jaxbatch import cli
 
-    members = results.read_csv(os.path.join(run_dir, "members.csv"))
     meta = results.read_json(os.path.join(run_dir, "config.json"))
-    out = [f"<h2>{html.escape(title)}</h2>"] if title else []
+    out = [f"<h2>{html.escape(title)}</h2>"]
     out.append(_meta_html(meta, members))
     out.append(_arms_html(members))
     columns = [c for c in cli.summary_columns(members) if c in members]
@@ -383,6 +384,7 @@ def build(
     ``experiment``: the experiment module whose claim and verdict to use
     (default: the one ``config.json`` names)."""
     sweeps = run_dirs(run_dir)
+    tables = {d: results.read_csv(os.path.join(d, "members.csv")) for d in sweeps}
     meta = results.read_json(os.path.join(sweeps[0], "config.json")) if sweeps else {}
     name = experiment or meta.get("config", {}).get("experiment", "")
     if not name:  # no config.json (e.g. a timing run): runs/<experiment>/<time>
@@ -396,20 +398,17 @@ def build(
     headline = tuple(getattr(module, "HEADLINE", ()))
     verdict = _module_verdict(module, run_dir)
     if verdict is None and len(sweeps) == 1:
-        verdict = generic_verdict(
-            results.read_csv(os.path.join(sweeps[0], "members.csv"))
-        )
+        verdict = generic_verdict(tables[sweeps[0]])
     elif verdict is None:
         names = getattr(module, "VERDICT_SWEEPS", None)
-        chosen = [d for d in sweeps if names is None or os.path.basename(d) in names]
-        verdict = sweeps_verdict(chosen)
+        verdict = sweeps_verdict({
+            d: m for d, m in tables.items()
+            if names is None or os.path.basename(d) in names
+        })  # fmt: skip
     if claim is None and not sweeps:
         claim = "(no claim stated)"
     if claim is None:
-        n = sum(
-            len(results.read_csv(os.path.join(d, "members.csv"))["member"])
-            for d in sweeps
-        )
+        n = sum(len(m["member"]) for m in tables.values())
         claim = f"A sweep of {n} members: which of them trains best, and by how much."
     first, rest = _figures(run_dir, headline)
     if not first and rest:  # no headline named: the run's first figure leads
@@ -422,9 +421,9 @@ def build(
         items = "".join(f"<li>{html.escape(v)}</li>" for v in verdict)
         parts.append(f'<div class="verdict"><b>Verdict</b><ul>{items}</ul></div>')
     parts += [_img(p) for p in first]
-    for d in sweeps:
-        title = os.path.basename(d) if len(sweeps) > 1 else "Results"
-        parts.append(_sweep_section(d, f"sweep: {title}" if len(sweeps) > 1 else title))
+    for d, members in tables.items():
+        title = f"sweep: {os.path.basename(d)}" if len(sweeps) > 1 else "Results"
+        parts.append(_sweep_section(d, members, title))
     if not sweeps:
         parts.append("<h2>Results</h2>" + _csv_tables(run_dir))
     if rest:

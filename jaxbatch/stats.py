@@ -49,6 +49,31 @@ def seed_stats(values, confidence: float = 0.95) -> tuple[float, float, int]:
     return float(v.mean()), float(t * v.std(ddof=1) / math.sqrt(n)), n
 
 
+def column_stats(
+    ys, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`seed_stats` of every column of ``ys`` [seeds, points] at once:
+    ``(mean, half_width, n)`` per column over its finite values."""
+    ys = np.asarray(ys, float)
+    ok = np.isfinite(ys)
+    n = ok.sum(axis=0)
+    total = np.where(ok, ys, 0.0).sum(axis=0)
+    mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+    sq = np.where(ok, (ys - mean) ** 2, 0.0).sum(axis=0)
+    sd = np.sqrt(sq / np.maximum(n - 1, 1))
+    t = _stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1))
+    half = np.where(n > 1, t * sd / np.sqrt(np.maximum(n, 1)), np.nan)
+    return mean, half, n
+
+
+def accuracy_column(members: Mapping) -> str:
+    """The accuracy a run is judged by: the final parameters on the test
+    split where there is one, else the best validation accuracy."""
+    if "test_acc" in members and np.isfinite(members["test_acc"]).any():
+        return "test_acc"
+    return "best_val_acc"
+
+
 def difference(a, b, confidence: float = 0.95) -> tuple[float, float]:
     """``(mean(a) - mean(b), half_width)``: Welch's two-sided t-interval of
     the difference of two arms' means (NaN half-width below two seeds in

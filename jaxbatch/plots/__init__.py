@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 
 import matplotlib
 
@@ -22,7 +21,6 @@ import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
-from scipy import stats as scipy_stats
 
 from jaxbatch import results, stats
 
@@ -127,18 +125,7 @@ def _rows_by_member(history: dict) -> dict[int, np.ndarray]:
 def _mean_band(ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean over seeds (rows) and the half-width of the 95% t-interval per
     column (NaN where fewer than two seeds have a value)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-        mean = np.nanmean(ys, axis=0)
-        n = np.isfinite(ys).sum(axis=0)
-        sd = (
-            np.nanstd(ys, axis=0, ddof=1)
-            if ys.shape[0] > 1
-            else np.full_like(mean, np.nan)
-        )
-    t = scipy_stats.t.ppf(0.975, np.maximum(n - 1, 1))
-    half = np.where(n > 1, t * sd / np.sqrt(np.maximum(n, 1)), np.nan)
-    return mean, half
+    return stats.column_stats(ys)[:2]
 
 
 def _draw(ax, x, ys, color, *, band: bool = True, **kw):
@@ -322,7 +309,8 @@ def loss_curves(out: str, batch_size: int, model: str | None = None,
     return fig
 
 
-def _n_train(out: str) -> int:
+def train_images(out: str) -> int:
+    """The training images of a run (its ``config.json``)."""
     return int(results.read_json(os.path.join(out, "config.json"))["data"]["n_train"])
 
 
@@ -334,7 +322,7 @@ def accuracy_curves(out: str) -> Figure:
     members, history = load(out)
     rows_of = _rows_by_member(history)
     gone = stats.diverged(members)
-    n_train = _n_train(out)
+    n_train = train_images(out)
     varying = stats.varying_fields(members)
     colour_field, rest = _split_fields(varying)
     panels = _panels(members, np.arange(len(members["member"])), colour_field, rest)
@@ -376,9 +364,14 @@ def _numeric_varying(members) -> list[str]:
 
 
 def _result_column(members) -> tuple[str, str]:
-    if "test_acc" in members and np.isfinite(members["test_acc"]).any():
-        return "test_acc", "test accuracy (final parameters)"
-    return "best_val_acc", "best validation accuracy"
+    col = stats.accuracy_column(members)
+    return col, _RESULT_LABELS[col]
+
+
+_RESULT_LABELS = {
+    "test_acc": "test accuracy (final parameters)",
+    "best_val_acc": "best validation accuracy",
+}
 
 
 def accuracy_vs(out: str, field: str | None = None) -> Figure:
@@ -521,7 +514,7 @@ def summary(out: str) -> Figure:
     arm_list = stats.arms(members)
     labels = [stats.label(v) for v, _ in arm_list]
     rows = [r for _, r in arm_list]
-    diverged = members["diverged"].astype(str) == "True"
+    diverged = stats.diverged(members)
     seeds = max(len(r) for r in rows)
     height = max(3.0, 0.32 * len(labels) + 1.4)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, height), sharey=True,
@@ -586,7 +579,7 @@ def model_comparison(out: str, smooth: int = 20) -> Figure:
     members, history = load(out)
     rows_of = _rows_by_member(history)
     gone = stats.diverged(members)
-    n_train = _n_train(out)
+    n_train = train_images(out)
     arm_list = stats.arms(members)
     colors = Colors("model", members["model"])
     others = [f for f in stats.varying_fields(members) if f != "model"]

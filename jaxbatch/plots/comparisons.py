@@ -12,15 +12,12 @@ returns a ``Figure``.
 
 from __future__ import annotations
 
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from jaxbatch import results
-from jaxbatch.plots import load
-from jaxbatch.stats import seed_stats
+from jaxbatch.plots import load, train_images
+from jaxbatch.stats import column_stats, seed_stats
 
 _STYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D")
@@ -44,10 +41,6 @@ def arm_colors(names) -> dict[str, tuple]:
     names = list(names)
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
-
-
-def _n_train(out: str) -> int:
-    return int(results.read_json(os.path.join(out, "config.json"))["data"]["n_train"])
 
 
 def _cells(members: dict, key: str):
@@ -128,7 +121,7 @@ def plot_metric(ax, out: str, key: str, metric: str, x: str = "epochs", data=Non
     ``train_loss``/``train_acc`` (epoch means); ``x``: ``epochs`` or
     ``updates`` (parameter updates). Returns the arm colours."""
     members, history = data or load(out)
-    n_train = _n_train(out)
+    n_train = train_images(out)
     cells, sizes = _cells(members, key)
     colors = arm_colors(arms(members, key))
     stopped = dict(zip(members["member"].astype(int), members["stopped"] == "True"))
@@ -145,7 +138,7 @@ def plot_metric(ax, out: str, key: str, metric: str, x: str = "epochs", data=Non
         xs = ep if x == "epochs" else up
         mean = np.nanmean(ys, axis=0)
         if len(ids) > 1:
-            hw = np.array([seed_stats(col)[1] for col in ys.T])
+            hw = column_stats(ys)[1]
             ax.fill_between(xs, mean - hw, mean + hw, color=colors[arm], alpha=0.18,
                             lw=0)  # fmt: skip
         style = _STYLES[sizes.index(b) % 4] if b is not None else "-"
@@ -197,7 +190,7 @@ def lr_curves(out: str, key: str) -> Figure:
     arm; an ``x`` marks where a member stopped (e.g. reduce-on-plateau at its
     stop scale)."""
     members, history = load(out)
-    n_train = _n_train(out)
+    n_train = train_images(out)
     colors = arm_colors(arms(members, key))
     cells, sizes = _cells(members, key)
     fig, ax = plt.subplots(figsize=(8.5, 4.5), layout="constrained")
@@ -323,7 +316,7 @@ def schedules_panel(out: str, key: str) -> Figure:
     the batch. The batch size drawn is each epoch's (its smaller remainder
     batch left out)."""
     members, history = load(out)
-    n_train = _n_train(out)
+    n_train = train_images(out)
     names = arms(members, key)
     colors = arm_colors(names)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")

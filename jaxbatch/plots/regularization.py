@@ -17,8 +17,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from jaxbatch import results
-from jaxbatch.plots import load
+from jaxbatch.plots import load, train_images
 from jaxbatch.plots.comparisons import seed_stats
+from jaxbatch.stats import column_stats
+from jaxbatch.stats import diverged as diverged_members
 
 MODE_LABELS = {
     ("sgd", "l2"): "SGD + L2 (coupled)",
@@ -462,10 +464,6 @@ def wd_norms(out: str) -> Figure:
 # --- arms over seeds ------------------------------------------------------------------
 
 
-def _diverged(members) -> np.ndarray:
-    return members["diverged"].astype(str) == "True"
-
-
 def _eval_curves(run: str, key: str, metric: str = "val_acc") -> dict:
     """``{arm: (epochs [E], values [seeds, E])}`` of ``metric`` at the
     evaluations, per value of the tag ``key``, without diverged members; a
@@ -474,7 +472,7 @@ def _eval_curves(run: str, key: str, metric: str = "val_acc") -> dict:
     n_train = results.read_json(os.path.join(run, "config.json"))["data"]["n_train"]
     out: dict = {}
     for arm in dict.fromkeys(members[key].astype(str)):
-        sel = (members[key].astype(str) == arm) & ~_diverged(members)
+        sel = (members[key].astype(str) == arm) & ~diverged_members(members)
         ids = members["member"][sel]
         rows = np.isin(history["member"], ids) & np.isfinite(history[metric])
         steps = np.unique(history["step"][rows])
@@ -490,12 +488,10 @@ def _eval_curves(run: str, key: str, metric: str = "val_acc") -> dict:
 def _band(ax, x, values, color, label, min_n: int = 3, **kw):
     """Mean over seeds with a 95% t-interval band (where ``min_n`` or more
     seeds have a value: two give an interval too wide to read)."""
-    stat = np.array([seed_stats(values[:, j]) for j in range(values.shape[1])])
-    ax.plot(x, stat[:, 0], color=color, label=label, **kw)
-    half = np.where(stat[:, 2] >= min_n, stat[:, 1], np.nan)
-    ax.fill_between(
-        x, stat[:, 0] - half, stat[:, 0] + half, color=color, alpha=0.18, lw=0
-    )
+    mean, half, n = column_stats(values)
+    ax.plot(x, mean, color=color, label=label, **kw)
+    half = np.where(n >= min_n, half, np.nan)
+    ax.fill_between(x, mean - half, mean + half, color=color, alpha=0.18, lw=0)
 
 
 def _final_dots(ax, arms: dict, colors: dict, metric_label: str):
@@ -551,7 +547,7 @@ def finetune_curves(out: str) -> Figure:
     curves, tests = {}, {}
     for run in runs:
         members, _ = load(run)
-        diverged = _diverged(members)
+        diverged = diverged_members(members)
         for arm, curve in _eval_curves(run, "recipe").items():
             sel = members["recipe"].astype(str) == arm
             gone = int(diverged[sel].sum())
@@ -629,10 +625,6 @@ def _arm_dirs(out: str) -> list[str]:
     )
 
 
-def _n_train(run: str) -> int:
-    return int(results.read_json(os.path.join(run, "config.json"))["data"]["n_train"])
-
-
 def _epoch_of(history, member: int, steps) -> np.ndarray:
     """Epochs (examples seen / training images) after each of ``steps``."""
     rows = history["member"] == member
@@ -649,7 +641,7 @@ def early_stopping(out: str, seed: int | None = None) -> Figure:
     plateau arm's LR per seed."""
     dirs = _arm_dirs(out)
     data = {d: load(os.path.join(out, d)) for d in dirs}
-    n_train = {d: _n_train(os.path.join(out, d)) for d in dirs}
+    n_train = {d: train_images(os.path.join(out, d)) for d in dirs}
     colors = _colors(dirs)
     fig, axes = plt.subplots(
         1, 3, figsize=(19, 5.6), layout="constrained", width_ratios=(1.5, 1.1, 0.8)

@@ -19,6 +19,7 @@ from matplotlib.lines import Line2D
 from jaxbatch import results
 from jaxbatch.plots import load
 from jaxbatch.plots.comparisons import seed_stats
+from jaxbatch.stats import column_stats
 
 RULE_COLORS = {"none": "tab:gray", "linear": "tab:blue", "sqrt": "tab:orange"}
 RULE_LABELS = {"none": "unscaled", "linear": "linear (×k)", "sqrt": "square root (×√k)"}
@@ -181,7 +182,7 @@ def lr_scaling_curves(out: str, batch_size: int | None = None) -> Figure:
         ys = np.stack([s[1][:length] for s in series])
         mean = ys.mean(0)
         if len(ids) > 1:
-            hw = np.array([seed_stats(col)[1] for col in ys.T])
+            hw = column_stats(ys)[1]
             ax.fill_between(xs, mean - hw, mean + hw, color=style["color"], alpha=0.15,
                             lw=0)  # fmt: skip
         ax.plot(xs, mean, lw=1.6, label=label, **style)
