@@ -532,12 +532,12 @@ def summary(out: str) -> Figure:
                 continue
             v = members[col][ok]
             mean, half, _ = stats.seed_stats(v)
-            means.append(mean)
+            means += [mean - np.nan_to_num(half), mean + np.nan_to_num(half)]
             ax1.plot(v, np.full(len(v), y[j] + dy), "o", color=color, ms=3, alpha=0.4)
             ax1.errorbar([mean], [y[j] + dy], xerr=[np.nan_to_num(half)], fmt="|",
                          color=color, ms=11, mew=2.5, capsize=3, elinewidth=1.2,
                          label=name if j == 0 else None)  # fmt: skip
-    if means:  # every arm's mean on the axis; a far-off seed may leave it
+    if means:  # every arm's whiskers on the axis; a far-off seed may leave it
         lo, hi = min(means), max(means)
         pad = 0.15 * (hi - lo) + 0.01
         ax1.set_xlim(max(0.0, lo - pad), min(1.0, hi + pad))
