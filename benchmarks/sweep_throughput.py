@@ -50,7 +50,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxbatch import data, engine
+from jaxbatch import data, engine, xla_flags
 
 DEFAULT_STRATEGIES = ("vmap", "unroll", "auto", "sequential", "torch")
 # The benchmark's own model defaults: the 784-100-10 MLP of the throughput target.
@@ -74,6 +74,7 @@ class Case:
     steps_per_call: int
     lr: float
     momentum: float
+    devices: int = 1
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -121,6 +122,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="on a shared machine: before each row wait up to this long for "
         "other processes to go quiet, and re-run a disturbed row once",
     )
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="split the members of the member-axis strategies over this many "
+        "host devices (XLA_FLAGS --xla_force_host_platform_device_count): each "
+        "device runs its block of members on its own threads",
+    )
     p.add_argument("--json", default=None, help="write the records to this file")
     p.add_argument(
         "--append",
@@ -128,7 +137,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="add the records to those already in --json instead of replacing them",
     )
     args = p.parse_args(argv)
-    for key in ("steps", "repeats", "steps_per_call"):
+    for key in ("steps", "repeats", "steps_per_call", "devices"):
         if getattr(args, key) < 1:
             p.error(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
     args.models = _split(args.models)
@@ -271,6 +280,7 @@ def _train_spec(case: Case, strategy: str, n_train: int) -> engine.TrainSpec:
         batch_size=case.batch_size,
         strategy=strategy,
         steps_per_call=case.steps_per_call,
+        devices=case.devices,
     )
 
 
@@ -365,7 +375,7 @@ def run_one_at_a_time(
 
 
 def run_sequential(case: Case, train, args) -> dict:
-    one = dataclasses.replace(case, members=1)
+    one = dataclasses.replace(case, members=1, devices=1)
     spec = _train_spec(one, "vmap", _n_train(case))
     engine.group_fns.cache_clear()
     out = run_one_at_a_time(
@@ -502,6 +512,7 @@ def _record(case: Case, strategy: str, result: dict, env: dict) -> dict:
         "batch_size": case.batch_size,
         "members": k,
         "strategy": strategy,
+        "devices": case.devices if strategy not in ("sequential", "torch") else 1,
         "examples_per_s": round(k * case.batch_size * case.steps / seconds, 1),
         "step_ms": round(step_ms, 3),
         "ms_per_member_step": round(step_ms / k, 3),
@@ -587,6 +598,7 @@ def _cases(args, model: str, batch: int):
             steps_per_call=args.steps_per_call,
             lr=args.lr,
             momentum=args.momentum,
+            devices=args.devices,
         )
 
 
@@ -604,6 +616,8 @@ def write_json(path: str, records: list[dict], *, append: bool = False) -> None:
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     """Run the benchmark; print the table; return (and with --json write) records."""
     args = parse_args(argv)
+    # before JAX starts its CPU backend; process-wide: one choice for all models
+    xla_flags.configure(args.models, devices=args.devices)
     torch = _torch()
     if torch is not None:
         torch.set_num_threads(args.torch_threads)

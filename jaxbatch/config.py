@@ -25,7 +25,16 @@ from typing import Any
 
 import jax
 
-from jaxbatch import engine, models, optim, probes, recipes, results, schedules
+from jaxbatch import (
+    engine,
+    models,
+    optim,
+    probes,
+    recipes,
+    results,
+    schedules,
+    xla_flags,
+)
 
 
 def field(default, help: str, *, flag: str | None = None, parse: str | None = None):
@@ -508,7 +517,12 @@ class ExecConfig:
     )
     steps_per_call: int = field(1, "training steps per compiled call")
     unroll: bool = field(False, "unroll the scan over --steps-per-call steps")
-    devices: int = field(1, "shard the members over N devices (0: all)")
+    devices: int = field(
+        1,
+        "shard the members over N devices (0: all); on a CPU-only machine N > 1 "
+        "makes the CPU N devices, one block of members per core (faster for "
+        "conv sweeps of many members)",
+    )
     precision: str = field("float32", "float32 or bfloat16 (mixed precision)")
     compile_cache: bool = field(
         True, "keep compiled programs in the persistent compilation cache"
@@ -645,6 +659,9 @@ class SweepConfig:
         return out
 
     def validate(self) -> None:
+        # the XLA:CPU flags of these models, set before the placement check
+        # below starts JAX (xla_flags.configure does nothing once it has)
+        xla_flags.configure(self.model_list(), devices=self.devices)
         for section in SECTIONS:
             object.__getattribute__(self, section).validate()
         n = len(self.resolved_members())  # every member checks its own values

@@ -976,6 +976,35 @@ def default_candidates(spec: TrainSpec, members: int) -> tuple[str, ...]:
     return (*first, "map")
 
 
+class _Trial:
+    """One candidate strategy's compiled step, kept so that it can be timed again."""
+
+    def __init__(self, spec: TrainSpec, hp: Mapping, train: Mapping):
+        self.spec, self.train = spec, train
+        self.hp, _ = pad_members(hp, member_multiple(spec))
+        self.fns = group_fns(spec)
+        self.state = self.fns.start_epoch(self.fns.init(self.hp), self.hp)
+
+    def window(self, calls: int = 1) -> float:
+        """Seconds for ``calls`` training calls (``steps_per_call`` steps each)."""
+        n = calls * self.spec.steps_per_call
+        t0 = time.perf_counter()
+        self.state, m = run_steps(
+            self.fns, self.spec, self.state, self.hp, self.train, n
+        )
+        jax.block_until_ready(m)
+        return time.perf_counter() - t0
+
+    def best_ms(self, steps: int, min_time_s: float, max_windows: int = 10) -> float:
+        """The best ms/step over windows of ``steps`` calls until ``min_time_s``."""
+        best, spent, windows = float("inf"), 0.0, 0
+        while spent < min_time_s and windows < max_windows:
+            dt = self.window(steps)
+            spent, windows = spent + dt, windows + 1
+            best = min(best, dt / (steps * self.spec.steps_per_call) * 1e3)
+        return best
+
+
 def time_strategy(
     spec: TrainSpec,
     hp: Mapping,
@@ -984,6 +1013,7 @@ def time_strategy(
     *,
     min_time_s: float = 0.2,
     give_up_ms: float = float("inf"),
+    keep: list | None = None,
 ) -> tuple[float, float]:
     """``(first_call_s, ms_per_step)`` of ``spec``'s training step on these members.
 
@@ -991,29 +1021,16 @@ def time_strategy(
     ``min_time_s`` has passed (at most 10 windows) and the best window counts:
     a single short window on a busy machine misjudged millisecond steps. A
     candidate whose first step already takes ``give_up_ms`` is not timed further.
+    ``keep``: a list the compiled trial is appended to, to time it again.
     """
-    hp, _ = pad_members(hp, member_multiple(spec))
-    fns = group_fns(spec)
-    state = fns.start_epoch(fns.init(hp), hp)
-    k = spec.steps_per_call
-
-    def window(n):
-        nonlocal state
-        t0 = time.perf_counter()
-        state, m = run_steps(fns, spec, state, hp, train, n)
-        jax.block_until_ready(m)
-        return time.perf_counter() - t0
-
-    first = window(k)
-    best = window(k) / k * 1e3
+    trial = _Trial(spec, hp, train)
+    if keep is not None:
+        keep.append(trial)
+    first = trial.window()
+    best = trial.window() / spec.steps_per_call * 1e3
     if best >= give_up_ms:
         return first, best
-    spent, windows = 0.0, 0
-    while spent < min_time_s and windows < 10:
-        dt = window(steps * k)
-        spent, windows = spent + dt, windows + 1
-        best = min(best, dt / (steps * k) * 1e3)
-    return first, best
+    return first, min(best, trial.best_ms(steps, min_time_s))
 
 
 def _auto_key(spec: TrainSpec, members: int) -> str:
@@ -1027,10 +1044,13 @@ def _auto_key(spec: TrainSpec, members: int) -> str:
             model_conv.impl(), spec.model,
             dict(spec.model_kwargs), spec.image_shape, spec.batch_size, members,
             spec.n_devices, spec.compute_dtype, spec.steps_per_call, spec.optimizer,
+            os.environ.get("XLA_FLAGS", ""),
         )
     )  # fmt: skip
 
 
+CLOSE_MARGIN = 0.10  # runners-up this close are timed again, longer ...
+CONFIRM_S = 0.6  # ... for this long each, in alternating windows
 TIE_MARGIN = 0.05  # steps this close count as a tie ...
 COMPILE_ADVANTAGE = 1.5  # ... which the candidate that compiles this much faster wins
 
@@ -1082,20 +1102,44 @@ def auto_strategy(
         hit = known.get(key)
         if hit and hit["strategy"] in candidates:
             return hit["strategy"], hit["timings_ms"]
-    timings, compiles = {}, {}
+    timings, compiles, trials = {}, {}, {}
     for candidate in candidates:
         trial = dataclasses.replace(spec, strategy=candidate)
         # a candidate 2x slower than the best so far on its first step is out
         give_up = 2 * min(timings.values(), default=float("inf"))
-        first_s, ms = time_strategy(trial, hp, train, steps, give_up_ms=give_up)
-        timings[candidate] = round(ms, 3)
-        compiles[candidate] = round(first_s, 3)
+        kept: list = []
+        first_s, ms = time_strategy(
+            trial, hp, train, steps, give_up_ms=give_up, keep=kept
+        )
+        timings[candidate], compiles[candidate] = ms, round(first_s, 3)
+        trials[candidate] = kept[0]
+    _confirm_close(timings, trials, steps)
+    timings = {c: round(ms, 3) for c, ms in timings.items()}
+    del trials
     best = pick_strategy(timings, compiles)
     if cache:
         known[key] = {"strategy": best, "timings_ms": timings, "compile_s": compiles}
         os.makedirs(os.path.dirname(path), exist_ok=True)
         results.write_json(path, known)
     return best, timings
+
+
+def _confirm_close(timings: dict, trials: Mapping, steps: int) -> None:
+    """Time the candidates within :data:`CLOSE_MARGIN` of the fastest again, in
+    alternating windows for :data:`CONFIRM_S` each, keeping each one's best:
+    one short look misjudged a 15% difference on a shared machine."""
+    best = min(timings.values())
+    close = [c for c, ms in timings.items() if ms <= (1 + CLOSE_MARGIN) * best]
+    if len(close) < 2:
+        return
+    spent = dict.fromkeys(close, 0.0)
+    while min(spent.values()) < CONFIRM_S:
+        for c in close:
+            dt = trials[c].window(steps)
+            spent[c] += dt
+            timings[c] = min(
+                timings[c], dt / (steps * trials[c].spec.steps_per_call) * 1e3
+            )
 
 
 def pad_members(hp: Mapping, multiple: int) -> tuple[dict, int]:

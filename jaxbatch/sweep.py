@@ -35,6 +35,7 @@ from jaxbatch import (
     probes,
     recipes,
     results,
+    xla_flags,
 )
 from jaxbatch import config as config_mod
 from jaxbatch.config import SweepConfig
@@ -81,6 +82,7 @@ def environment() -> dict:
         "backend": jax.default_backend(),
         "device_kind": devices[0].device_kind,
         "device_count": len(devices),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
 
 
@@ -884,6 +886,8 @@ def run(
     ``resume`` finds a run made with a different configuration. Nothing is
     written to ``out`` before every check has passed.
     """
+    # before the backend starts
+    xla_flags.configure(config.model_list(), devices=config.devices)
     out = out or default_out(config.experiment)
     config_path = os.path.join(out, "config.json")
     current = config.to_dict()

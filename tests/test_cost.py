@@ -4,6 +4,7 @@ hand count of its matrix products, and a dry run that trains nothing."""
 from __future__ import annotations
 
 import os
+import types
 
 import pytest
 
@@ -66,3 +67,41 @@ def test_auto_prefers_the_cheaper_compile_only_on_a_tie():
         pick_strategy({"unroll": 100.0, "map": 103.0}, {"unroll": 10.0, "map": 8.0})
         == "unroll"
     )
+
+
+class _FakeTrial:
+    """A compiled candidate whose every later window takes ``ms`` per step."""
+
+    def __init__(self, ms: float):
+        self.ms, self.calls = ms, 0
+        self.spec = types.SimpleNamespace(steps_per_call=1)
+
+    def window(self, calls: int = 1) -> float:
+        self.calls += calls
+        return self.ms * calls / 1e3
+
+
+def test_auto_times_close_candidates_again_and_keeps_the_truly_fastest():
+    from jaxbatch import engine
+
+    # the first look had unroll 3% ahead (a lucky window); longer looks show
+    # vmap 20% faster. map was far behind and is not timed again.
+    timings = {"unroll": 100.0, "vmap": 103.0, "map": 300.0}
+    trials = {
+        "unroll": _FakeTrial(110.0),
+        "vmap": _FakeTrial(88.0),
+        "map": _FakeTrial(1),
+    }
+    engine._confirm_close(timings, trials, steps=2)
+    assert timings == {"unroll": 100.0, "vmap": 88.0, "map": 300.0}
+    assert trials["map"].calls == 0
+    # each close candidate ran windows for CONFIRM_S at least
+    assert trials["unroll"].calls * 0.110 >= engine.CONFIRM_S
+    assert trials["vmap"].calls * 0.088 >= engine.CONFIRM_S
+    assert engine.pick_strategy(timings, {}) == "vmap"
+
+    # no runner-up within CLOSE_MARGIN: nothing is timed again
+    far = {"unroll": 100.0, "vmap": 150.0}
+    lone = {"unroll": _FakeTrial(1), "vmap": _FakeTrial(1)}
+    engine._confirm_close(far, lone, steps=2)
+    assert far == {"unroll": 100.0, "vmap": 150.0} and lone["unroll"].calls == 0
