@@ -22,11 +22,15 @@ So, on the CPU backend:
 Gradients are what autodiff makes of these forms (products, pads, sums), and
 the results equal XLA's convolutions up to float summation order (relative
 differences ~1e-6 in float32). MobileNetV1 (alpha 0.25) trains 3x faster per
-step on CPU. Dense KxK convolutions stay XLA's: their weight gradient is slow
-too (3x3 32->64 at 14x14: 11.6 ms against 2.9 ms forward), but rewriting it as
-one product per tap was faster only in isolation; inside a model the copied
-taps cost as much as they saved. Dilated, grouped (other than depthwise) and
-string-padded convolutions also go to `lax.conv_general_dilated` unchanged.
+step on CPU. Dense KxK convolutions stay XLA's. Their weight gradient was
+slow in YNNPACK, the library jaxlib 0.10 hands CPU convolutions to (3x3 32->64
+at 14x14: 11.8 ms against 4 ms forward); `jaxbatch.xla_flags` turns YNNPACK
+off for the models where XLA's own kernels win. Rewriting the weight gradient
+as im2col plus one matrix product (a custom VJP) was 1.5-2.7x faster in
+isolation but slower inside the models, with YNNPACK and without: the
+concatenated taps cost more than the product saves (benchmarks/README.md).
+Dilated, grouped (other than depthwise) and string-padded convolutions also
+go to `lax.conv_general_dilated` unchanged.
 
 Which form runs is decided when a function is traced: ``JAXBATCH_CONV=auto``
 (default) uses these forms on the CPU backend only (cuDNN and the TPU compiler
