@@ -1088,7 +1088,10 @@ def auto_strategy(
     """
     members = len(hp["lr"])
     if members <= spec.n_devices:
-        return "vmap", {}  # one member per device: every strategy is the same program
+        # one member per device: `unroll` of one member is the plain program,
+        # which on XLA:CPU ran 5-18% faster than the vmapped one (simple_cnn
+        # batch 64: 17.1 vs 21.2 ms, interleaved in one process)
+        return "unroll", {}
     candidates = tuple(candidates or default_candidates(spec, members))
     key = _auto_key(spec, members)
     path = os.path.join(cache_dir(), "auto_strategy.json")
