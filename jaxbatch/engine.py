@@ -1004,6 +1004,16 @@ class _Trial:
             best = min(best, dt / (steps * self.spec.steps_per_call) * 1e3)
         return best
 
+    def measure(
+        self, steps: int, min_time_s: float, give_up_ms: float
+    ) -> tuple[float, float]:
+        """``(first_call_s, ms_per_step)``: see :func:`time_strategy`."""
+        first = self.window()
+        best = self.window() / self.spec.steps_per_call * 1e3
+        if best >= give_up_ms:
+            return first, best
+        return first, min(best, self.best_ms(steps, min_time_s))
+
 
 def time_strategy(
     spec: TrainSpec,
@@ -1013,7 +1023,6 @@ def time_strategy(
     *,
     min_time_s: float = 0.2,
     give_up_ms: float = float("inf"),
-    keep: list | None = None,
 ) -> tuple[float, float]:
     """``(first_call_s, ms_per_step)`` of ``spec``'s training step on these members.
 
@@ -1021,16 +1030,8 @@ def time_strategy(
     ``min_time_s`` has passed (at most 10 windows) and the best window counts:
     a single short window on a busy machine misjudged millisecond steps. A
     candidate whose first step already takes ``give_up_ms`` is not timed further.
-    ``keep``: a list the compiled trial is appended to, to time it again.
     """
-    trial = _Trial(spec, hp, train)
-    if keep is not None:
-        keep.append(trial)
-    first = trial.window()
-    best = trial.window() / spec.steps_per_call * 1e3
-    if best >= give_up_ms:
-        return first, best
-    return first, min(best, trial.best_ms(steps, min_time_s))
+    return _Trial(spec, hp, train).measure(steps, min_time_s, give_up_ms)
 
 
 def _auto_key(spec: TrainSpec, members: int) -> str:
@@ -1107,18 +1108,14 @@ def auto_strategy(
             return hit["strategy"], hit["timings_ms"]
     timings, compiles, trials = {}, {}, {}
     for candidate in candidates:
-        trial = dataclasses.replace(spec, strategy=candidate)
+        trial = _Trial(dataclasses.replace(spec, strategy=candidate), hp, train)
         # a candidate 2x slower than the best so far on its first step is out
         give_up = 2 * min(timings.values(), default=float("inf"))
-        kept: list = []
-        first_s, ms = time_strategy(
-            trial, hp, train, steps, give_up_ms=give_up, keep=kept
-        )
+        first_s, ms = trial.measure(steps, min_time_s=0.2, give_up_ms=give_up)
         timings[candidate], compiles[candidate] = ms, round(first_s, 3)
-        trials[candidate] = kept[0]
+        trials[candidate] = trial  # kept compiled, to be timed again
     _confirm_close(timings, trials, steps)
     timings = {c: round(ms, 3) for c, ms in timings.items()}
-    del trials
     best = pick_strategy(timings, compiles)
     if cache:
         known[key] = {"strategy": best, "timings_ms": timings, "compile_s": compiles}

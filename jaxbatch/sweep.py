@@ -35,7 +35,6 @@ from jaxbatch import (
     probes,
     recipes,
     results,
-    xla_flags,
 )
 from jaxbatch import config as config_mod
 from jaxbatch.config import SweepConfig
@@ -886,8 +885,6 @@ def run(
     ``resume`` finds a run made with a different configuration. Nothing is
     written to ``out`` before every check has passed.
     """
-    # before the backend starts
-    xla_flags.configure(config.model_list(), devices=config.devices)
     out = out or default_out(config.experiment)
     config_path = os.path.join(out, "config.json")
     current = config.to_dict()

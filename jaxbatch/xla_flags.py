@@ -33,6 +33,7 @@ gets that many CPU devices, which a GPU or TPU run does not use).
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import pathlib
@@ -43,33 +44,27 @@ HOST_DEVICES_FLAG = "xla_force_host_platform_device_count"
 # Models whose step is faster with the YNNPACK fusions on (measured; see above).
 PREFER_YNN = frozenset({"mobilenet_v1", "mobilenet_v2"})
 
-_known_cache: dict[str, bool] = {}
 
-
+@functools.cache
 def flag_known(name: str) -> bool:
     """Whether the installed jaxlib defines XLA flag ``name`` (its shared
     libraries hold the flag's name)."""
-    if name not in _known_cache:
+    try:
+        import jaxlib
+    except ImportError:
+        return False
+    needle = name.encode()
+    for path in pathlib.Path(jaxlib.__file__).parent.rglob("*.so*"):
         try:
-            import jaxlib
-        except ImportError:
-            _known_cache[name] = False
-            return False
-        needle = name.encode()
-        found = False
-        for path in pathlib.Path(jaxlib.__file__).parent.rglob("*.so*"):
-            try:
-                with (
-                    open(path, "rb") as f,
-                    mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm,
-                ):
-                    if mm.find(needle) >= 0:
-                        found = True
-                        break
-            except (OSError, ValueError):
-                continue
-        _known_cache[name] = found
-    return _known_cache[name]
+            with (
+                open(path, "rb") as f,
+                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm,
+            ):
+                if mm.find(needle) >= 0:
+                    return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def backend_started() -> bool:
