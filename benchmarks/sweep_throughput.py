@@ -8,7 +8,8 @@ members (SGD momentum 0.9, LR 0.01, cross-entropy, synthetic 28x28x1 uint8
 data) with each strategy:
 
 * ``vmap``, ``map``, ``unroll``, ``chunk:N``: the member axis inside one
-  compiled program (``jaxbatch.engine``);
+  compiled program (``jaxbatch.engine``); ``loop``: the one-member program
+  called once per member;
 * ``auto``: ``engine.auto_strategy`` picks one (its measuring counts as
   compile time), then the choice is timed like the others;
 * ``sequential``: K single-member jaxbatch runs one after another in this
@@ -97,7 +98,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--strategies",
         default=None,
-        help="comma list of vmap, map, unroll, chunk:N, auto, sequential, torch "
+        help="comma list of vmap, map, unroll, loop, chunk:N, auto, sequential, torch "
         f"(default: {','.join(DEFAULT_STRATEGIES)}, plus map for mlp)",
     )
     p.add_argument(

@@ -513,7 +513,7 @@ class ExecConfig:
     strategy: str = field(
         "auto",
         "member axis: auto (time the candidates, pick the "
-        "fastest), vmap, map, unroll or chunk:N",
+        "fastest), vmap, map, unroll, loop or chunk:N",
     )
     steps_per_call: int = field(1, "training steps per compiled call")
     unroll: bool = field(False, "unroll the scan over --steps-per-call steps")

@@ -18,7 +18,10 @@ The member axis is mapped by a *strategy* (decision 6):
 * ``unroll``   members one after another inside one program, the loop unrolled
   at trace time: each member gets its own ops (no grouped convolutions, no
   rolled loop), at a compile time that grows with the member count;
-* ``chunk:N``  ``lax.map`` over blocks of ``N`` vmapped members.
+* ``chunk:N``  ``lax.map`` over blocks of ``N`` vmapped members;
+* ``loop``     members one after another, each its own call of the compiled
+  one-member program (the host loops, once per step): every member runs the
+  very program of a solo run, which compiles once whatever the member count.
 
 ``auto`` times the candidates on the real shapes (:func:`auto_strategy`).
 With ``devices > 1`` the member axis is split over a ``"sweep"`` mesh axis
@@ -55,7 +58,7 @@ from jaxbatch.data import normalize
 from jaxbatch.models import conv as model_conv
 from jaxbatch.recipes import SCHEDULE_KINDS
 
-STRATEGIES = ("vmap", "map", "unroll", "chunk:N", "auto")
+STRATEGIES = ("vmap", "map", "unroll", "loop", "chunk:N", "auto")
 PRECISIONS = ("float32", "bfloat16")
 
 # Hyperparameters every member carries, with their defaults: the data of the
@@ -255,15 +258,15 @@ def check_placement(devices: int, precision: str) -> None:
 
 def parse_strategy(strategy: str) -> tuple[str, int]:
     """``"vmap" -> ("vmap", 0)``, ``"chunk:4" -> ("chunk", 4)``; raises on others."""
-    if strategy in ("vmap", "map", "unroll", "auto"):
+    if strategy in ("vmap", "map", "unroll", "loop", "auto"):
         return strategy, 0
     if strategy.startswith("chunk:"):
         n = strategy.split(":", 1)[1]
         if n.isdigit() and int(n) > 0:
             return "chunk", int(n)
     raise ValueError(
-        f"unknown strategy {strategy!r}; use 'auto', 'vmap', 'map', 'unroll' or "
-        "'chunk:N' with N >= 1"
+        f"unknown strategy {strategy!r}; use 'auto', 'vmap', 'map', 'unroll', "
+        "'loop' or 'chunk:N' with N >= 1"
     )
 
 
@@ -288,10 +291,60 @@ def over_members(fn: Callable, strategy: str, mesh: Mesh | None = None) -> Calla
     )  # fmt: skip
 
 
+def host_loop(fn: Callable, mesh: Mesh | None = None) -> Callable:
+    """The ``loop`` strategy: ``fn(member_args, shared_args)`` over the leading
+    axis of member_args, as one compiled one-member call per member.
+
+    Returns a Python callable (it is not traced: it calls compiled programs).
+    With a ``mesh``, call *i* runs the *i*-th member of every device's block,
+    the devices in parallel. The outputs are stacked back into ``[members,
+    ...]`` in one compiled call.
+    """
+
+    def one(m, s, i):
+        member = jax.tree.map(lambda a: lax.dynamic_index_in_dim(a, i, 0, False), m)
+        return jax.tree.map(lambda a: a[None], fn(member, s))
+
+    n_devices = 1
+    if mesh is not None:
+        n_devices = mesh.devices.size
+        one = jax.shard_map(
+            one, mesh=mesh, in_specs=(P("sweep"), P(), P()), out_specs=P("sweep"),
+            check_vma=False,
+        )  # fmt: skip
+    one = jax.jit(one)
+
+    @jax.jit
+    def stack(outs):  # B calls' [devices, ...] -> [devices * B, ...], device-major
+        def join(*xs):
+            a = jnp.stack(xs, axis=1)
+            return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
+
+        return jax.tree.map(join, *outs)
+
+    indices: dict[int, list] = {}
+
+    def call(m, s):
+        size = jax.tree.leaves(m)[0].shape[0]
+        if size % n_devices:
+            raise ValueError(f"{size} members do not split over {n_devices} devices")
+        local = size // n_devices
+        if local not in indices:  # the member indices, placed once
+            idx = [jnp.asarray(i, jnp.int32) for i in range(local)]
+            if mesh is not None:
+                idx = [jax.device_put(i, NamedSharding(mesh, P())) for i in idx]
+            indices[local] = idx
+        return stack([one(m, s, i) for i in indices[local]])
+
+    return call
+
+
 def _over_local_members(fn: Callable, strategy: str) -> Callable:
     kind, n = parse_strategy(strategy)
     if kind == "auto":
         raise ValueError("resolve strategy 'auto' with auto_strategy() first")
+    if kind == "loop":
+        raise ValueError("strategy 'loop' is a host loop: use host_loop()")
     batched = jax.vmap(fn, in_axes=(0, None))
     if kind == "vmap":
         return batched
@@ -760,12 +813,19 @@ def group_fns(spec: TrainSpec) -> GroupFns:
 
     mesh = make_mesh(spec.n_devices) if spec.n_devices > 1 else None
 
+    looping = spec.strategy == "loop"
+
     def mapped(fn, strategy=spec.strategy):
+        if strategy == "loop":
+            return host_loop(fn, mesh)
         return over_members(fn, strategy, mesh)
+
+    def jit(f, **kw):  # under `loop` the mapped calls are compiled already
+        return f if looping else jax.jit(f, **kw)
 
     def train_fn(n_steps, batch_size=None, spec_=plain):
         f = mapped(member_train(n_steps, batch_size, spec_))
-        return jax.jit(lambda state, hp, data: f((state, hp), data), donate_argnums=0)
+        return jit(lambda state, hp, data: f((state, hp), data), donate_argnums=0)
 
     # Init and reshuffling are not hot; vmapped they compile once, not once per
     # member (threefry-heavy inits compile slowly), and give the same bits.
@@ -775,7 +835,7 @@ def group_fns(spec: TrainSpec) -> GroupFns:
 
     def probe_fn(fn):
         f = mapped(lambda args, data: fn(spec, *args, data))
-        return jax.jit(lambda state, hp, data: f((state, hp), data))
+        return jit(lambda state, hp, data: f((state, hp), data))
 
     return GroupFns(
         train_probe=train_fn(1, spec_=spec) if step_probes else None,
@@ -786,8 +846,8 @@ def group_fns(spec: TrainSpec) -> GroupFns:
         train=train_fn(spec.steps_per_call),
         train_one=train_fn(1),
         train_last=train_fn(1, spec.last_batch) if spec.last_batch else None,
-        eval=jax.jit(mapped(member_eval)),
-        control=jax.jit(lambda state, hp, value: control((state, hp, value), None)),
+        eval=jit(mapped(member_eval)),
+        control=jit(lambda state, hp, value: control((state, hp, value), None)),
     )
 
 
@@ -968,12 +1028,15 @@ def cache_dir() -> str:
 
 def default_candidates(spec: TrainSpec, members: int) -> tuple[str, ...]:
     """Strategies worth timing, the likely winner first (so the 2x give-up rule
-    drops a hopeless candidate after one step): on CPU ``unroll`` (vmapped
-    convolutions ran 2-6x slower per member there), elsewhere ``vmap``;
-    unrolling only while compile time stays sane."""
+    drops a hopeless candidate after one step): on CPU ``loop`` and ``unroll``
+    (vmapped convolutions ran 2-6x slower per member there), elsewhere
+    ``vmap``; unrolling only while compile time stays sane. ``loop`` (a call
+    per member) is a CPU candidate only: on an accelerator one member's step
+    leaves the chip mostly idle."""
     unroll = ("unroll",) if members <= 16 else ()
-    first = unroll + ("vmap",) if jax.default_backend() == "cpu" else ("vmap", *unroll)
-    return (*first, "map")
+    if jax.default_backend() == "cpu":
+        return ("loop", *unroll, "vmap", "map")
+    return ("vmap", *unroll, "map")
 
 
 class _Trial:

@@ -35,7 +35,7 @@ def test_auto_picks_the_fastest_measured_and_records_it(ds, tmp_path, monkeypatc
     sweep.run(_cfg(strategy="auto"), str(out), progress=False, plots=False, dataset=ds)
     group = results.read_json(os.path.join(out, "config.json"))["groups"][0]
     timings = group["strategy_timings_ms"]
-    assert set(timings) == {"vmap", "map", "unroll"}
+    assert set(timings) == {"loop", "vmap", "map", "unroll"}
     assert group["strategy"] == min(timings, key=timings.get)
     members = results.read_csv(os.path.join(out, "members.csv"))
     assert set(members["strategy"]) == {group["strategy"]}
@@ -65,13 +65,15 @@ def test_eight_devices_equal_one_and_hide_padding(tmp_path):
             batch_sizes=(32,), lrs=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3), epochs=2,
             eval_every=4, strategy="vmap", compile_cache=False)
         out = {}
-        for devices in (1, 8):
-            path = f"{sys.argv[1]}/d{devices}"
-            cfg_d = cfg.replace(devices=devices)
+        # and members one call each (`loop`), 3 per device on 2 devices
+        for name, devices, strategy in (("1", 1, "vmap"), ("8", 8, "vmap"),
+                                        ("loop2", 2, "loop")):
+            path = f"{sys.argv[1]}/d{name}"
+            cfg_d = cfg.replace(devices=devices, strategy=strategy)
             sweep.run(cfg_d, path, progress=False, plots=False, dataset=ds)
             m = results.read_csv(path + "/members.csv")
             h = results.read_csv(path + "/history.csv")
-            out[devices] = {"member": m["member"].tolist(),
+            out[name] = {"member": m["member"].tolist(),
                             "val": m["final_val_loss"].tolist(),
                             "history_members": sorted(set(h["member"].tolist()))}
         print(json.dumps(out))
@@ -84,12 +86,14 @@ def test_eight_devices_equal_one_and_hide_padding(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    one, eight = out["1"], out["8"]
+    one, eight, loop = out["1"], out["8"], out["loop2"]
     assert (
-        eight["member"] == one["member"] == list(range(6))
+        eight["member"] == one["member"] == loop["member"] == list(range(6))
     )  # 2 padding members hidden
-    assert eight["history_members"] == list(range(6))
+    assert eight["history_members"] == loop["history_members"] == list(range(6))
     np.testing.assert_allclose(eight["val"], one["val"], atol=1e-5)
+    # each device's block came back in member order
+    np.testing.assert_allclose(loop["val"], one["val"], atol=1e-5)
 
 
 def test_bfloat16_tracks_float32(tmp_path):

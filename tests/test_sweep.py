@@ -63,7 +63,18 @@ def test_member_equals_solo_run(fmnist, tmp_path):
     assert _row(both, lr=0.01)["final_val_loss"] != a["final_val_loss"]
 
 
-@pytest.mark.parametrize("strategy", ["map", "unroll", "chunk:2"])
+def test_loop_member_is_its_solo_run_to_the_bit(fmnist, tmp_path):
+    # `loop` calls the one-member program once per member: a member of a loop
+    # sweep must equal the solo run (one member runs the plain program) exactly
+    both = _run(_config(lrs=(0.01, 0.02), strategy="loop"), fmnist, tmp_path / "b")
+    solo = _run(_config(lrs=(0.02,), strategy="unroll"), fmnist, tmp_path / "s")
+    a, b = _row(both, lr=0.02), _row(solo, lr=0.02)
+    assert a["final_val_loss"] == b["final_val_loss"]
+    assert a["final_train_loss"] == b["final_train_loss"]
+    assert _row(both, lr=0.01)["final_val_loss"] != a["final_val_loss"]
+
+
+@pytest.mark.parametrize("strategy", ["map", "unroll", "loop", "chunk:2"])
 def test_strategies_equal_vmap(fmnist, tmp_path, strategy):
     cfg = _config(model="mlp", model_kwargs=(("hidden", (32,)),), lrs=(0.01, 0.05, 0.1))
     ref = _run(cfg, fmnist, tmp_path / "vmap")
