@@ -150,3 +150,17 @@ def test_chunks_that_do_not_divide_the_members_are_skipped():
     assert "do not split" in bench._skip_reason("chunk:4", 6, torch)
     assert bench._skip_reason("chunk:2", 4, torch) is None
     assert bench._skip_reason("vmap", 3, torch) is None
+
+
+def test_auto_check_looks_again_at_the_candidates_auto_timed():
+    from benchmarks import auto_check
+
+    r = auto_check.child("mlp", 2, batch_size=16, seconds=0.05)
+    assert set(r["look_ms"]) <= set(r["first_look_ms"])
+    assert set(r["first_look_ms"]) >= {"vmap", "unroll", "map"}
+    assert r["chosen"] in r["look_ms"] and r["fastest"] in r["look_ms"]
+    assert r["ratio"] == pytest.approx(
+        r["look_ms"][r["chosen"]] / r["look_ms"][r["fastest"]], rel=1e-2
+    )
+    with pytest.raises(SystemExit):
+        auto_check.parse_args(["--members", "1"])  # auto does not decide for 1

@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import types
 
+import jax
 import pytest
 
-from jaxbatch import cli, cost, data, sweep
+from jaxbatch import cli, cost, data, engine, sweep
 
 
 def _matmul_flops(batch: int, sizes) -> float:
@@ -82,8 +83,6 @@ class _FakeTrial:
 
 
 def test_auto_times_close_candidates_again_and_keeps_the_truly_fastest():
-    from jaxbatch import engine
-
     # the first look had unroll 3% ahead (a lucky window); longer looks show
     # vmap 20% faster. map was far behind and is not timed again.
     timings = {"unroll": 100.0, "vmap": 103.0, "map": 300.0}
@@ -105,3 +104,10 @@ def test_auto_times_close_candidates_again_and_keeps_the_truly_fastest():
     lone = {"unroll": _FakeTrial(1), "vmap": _FakeTrial(1)}
     engine._confirm_close(far, lone, steps=2)
     assert far == {"unroll": 100.0, "vmap": 150.0} and lone["unroll"].calls == 0
+
+
+def test_cpu_candidates_loop_where_unroll_is_not_compiled():
+    assert jax.default_backend() == "cpu"
+    assert engine.default_candidates(None, 16) == ("unroll", "vmap", "map")
+    # past 16 members unrolling compiles too long; a loop of calls compiles one
+    assert engine.default_candidates(None, 24) == ("loop", "vmap", "map")
