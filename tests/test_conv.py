@@ -113,8 +113,9 @@ def test_models_train_the_same_either_way(model, kwargs, monkeypatch):
     np.testing.assert_allclose(l_fast, l_xla, rtol=1e-4)
     # (biases before a BatchNorm have gradient 0 up to such noise): compare to
     # the gradient's overall scale; a wrong tap or stride would be O(1) off.
-    # (With XLA's Eigen convolutions, YNNPACK off, MobileNetV1 differed by
-    # 1.02e-4 of the scale in 2 of 216 entries.)
+    # Measured with XLA's Eigen convolutions (YNNPACK off): MobileNetV1 1.02e-4
+    # of the scale on an Intel Xeon; MobileNetV2, its 17 BatchNorm'd blocks
+    # over two images, 1.22e-3 on an AMD EPYC (6.0e-4 over eight images).
     scale = max(float(np.abs(b).max()) for b in jax.tree.leaves(g_xla))
     for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_xla)):
-        np.testing.assert_allclose(a, b, rtol=0, atol=3e-4 * scale)
+        np.testing.assert_allclose(a, b, rtol=0, atol=3e-3 * scale)
