@@ -1031,9 +1031,8 @@ def default_candidates(spec: TrainSpec, members: int) -> tuple[str, ...]:
     drops a hopeless candidate after one step): on CPU ``unroll`` (vmapped
     convolutions ran 2-6x slower per member there), elsewhere ``vmap``;
     unrolling only while compile time stays sane. Past that, on CPU, ``loop``
-    (a call per member): 16 ``simple_cnn`` members stepped 10-18% slower
-    looped than unrolled (XLA:CPU runs independent members' small ops side by
-    side in one program; a loop cannot), but 1.7x faster than vmapped. Not on
+    (a call per member): 16 ``simple_cnn`` members stepped 4-18% slower
+    looped than unrolled, but 1.7x faster than vmapped. Not on
     an accelerator, where one member's step leaves the chip mostly idle."""
     if members <= 16:
         first = (
