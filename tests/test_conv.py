@@ -88,35 +88,53 @@ def test_impl_setting(monkeypatch):
     ],
 )
 def test_models_train_the_same_either_way(model, kwargs, monkeypatch):
-    """A whole model's loss and gradients, fast forms vs XLA's convolutions."""
-    net = models.get_model(model, num_classes=10, small_input=True, **kwargs)
-    # eight images: BatchNorm over two amplified the forms' different summation
-    # orders to 4.5e-3 of the gradient's scale in MobileNetV2 (AMD EPYC)
-    x = jax.random.normal(jax.random.key(0), (8, 32, 32, 3))
-    variables = net.init(jax.random.key(1), x)
+    """A whole model's loss and gradients, fast forms vs XLA's convolutions.
 
-    def loss(params):
-        out, _ = net.apply(
-            {**variables, "params": params},
-            x,
-            train=True,
-            mutable=["batch_stats"],
-            rngs={"dropout": jax.random.key(2)},
+    In float64: in float32, BatchNorm over a few images amplifies the two forms'
+    different summation orders through a MobileNet's blocks to up to 4e-3 of the
+    gradient's scale, by an amount that depends on the CPU (AMD EPYC vs Xeon).
+    In float64 they agree to ~1e-13 of the scale; a wrong tap or stride is O(1) off.
+    """
+    with jax.enable_x64(True):
+        net = models.get_model(model, num_classes=10, small_input=True, **kwargs)
+        x = jax.random.normal(jax.random.key(0), (8, 32, 32, 3), jnp.float64)
+        # variables from their shapes (tracing net.init costs no compile): random
+        # normal weights, BatchNorm scales 1, the running statistics 0 and 1
+        shapes = jax.eval_shape(net.init, jax.random.key(1), x)
+        leaves, tree = jax.tree.flatten_with_path(shapes)
+        rng = np.random.default_rng(1)  # numpy: no compile per leaf shape
+        variables = jax.tree.unflatten(
+            tree, [_init_leaf(jax.tree_util.keystr(p), s.shape, rng) for p, s in leaves]
         )
-        return jnp.mean(out**2)
 
-    results = {}
-    for impl in ("xla", "fast"):
-        monkeypatch.setenv("JAXBATCH_CONV", impl)
-        results[impl] = jax.jit(jax.value_and_grad(loss))(variables["params"])
-    (l_xla, g_xla), (l_fast, g_fast) = results["xla"], results["fast"]
-    # float summation order differs, and BatchNorm over two images amplifies it
-    # (the loss differed by 1.2e-5 relative on an AMD EPYC, 6e-8 absolute)
-    np.testing.assert_allclose(l_fast, l_xla, rtol=1e-4)
-    # (biases before a BatchNorm have gradient 0 up to such noise): compare to
-    # the gradient's overall scale; a wrong tap or stride would be O(1) off.
-    # Measured over eight images with XLA's Eigen convolutions (YNNPACK off),
-    # AMD EPYC: MobileNetV1 1.6e-5 of the scale, MobileNetV2 6.0e-4.
-    scale = max(float(np.abs(b).max()) for b in jax.tree.leaves(g_xla))
-    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_xla)):
-        np.testing.assert_allclose(a, b, rtol=0, atol=3e-3 * scale)
+        def loss(params):
+            out, _ = net.apply(
+                {**variables, "params": params},
+                x,
+                train=True,
+                mutable=["batch_stats"],
+                rngs={"dropout": jax.random.key(2)},
+            )
+            return jnp.mean(out**2)
+
+        results = {}
+        for impl in ("xla", "fast"):
+            monkeypatch.setenv("JAXBATCH_CONV", impl)
+            results[impl] = jax.jit(jax.value_and_grad(loss))(variables["params"])
+        (l_xla, g_xla), (l_fast, g_fast) = results["xla"], results["fast"]
+        assert l_xla.dtype == jnp.float64
+        np.testing.assert_allclose(l_fast, l_xla, rtol=1e-10)
+        # compared to the gradient's overall scale (biases before a BatchNorm have
+        # gradient 0 up to rounding); measured: 6-7e-14 of it (MobileNets, Xeon)
+        scale = max(float(np.abs(b).max()) for b in jax.tree.leaves(g_xla))
+        for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_xla)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-9 * scale)
+
+
+def _init_leaf(path: str, shape, rng):
+    if "batch_stats" in path:
+        return jnp.full(shape, 1.0 if "var" in path else 0.0, jnp.float64)
+    if path.endswith("['scale']"):
+        return jnp.ones(shape, jnp.float64)
+    fan_in = int(np.prod(shape[:-1])) or 1
+    return jnp.asarray(rng.standard_normal(shape) / np.sqrt(fan_in))
