@@ -34,8 +34,10 @@ $(FMNIST):
 run: setup data
 	$(BIN)/python -m experiments.alexnet_bs_sweep --preset quick
 
+# Tests in parallel processes (pytest-xdist), one per core up to 4: most of a
+# test's time is XLA compiling, one core per program.
 test: setup-test data
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist worksteal
 
 lint: setup
 	$(BIN)/ruff format --check .

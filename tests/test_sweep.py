@@ -137,7 +137,7 @@ def _cli(out, *extra):
 
 
 def test_resume_after_sigkill_equals_uninterrupted_run(fmnist, tmp_path):
-    epochs = ["--epochs", "40"]
+    epochs = ["--epochs", "10"]
     full = tmp_path / "full"
     subprocess.run(_cli(full, *epochs), cwd=ROOT, check=True, capture_output=True)
 
