@@ -1033,14 +1033,17 @@ def default_candidates(spec: TrainSpec, members: int) -> tuple[str, ...]:
     unrolling only while compile time stays sane. Past that, on CPU, ``loop``
     (a call per member): 16 ``simple_cnn`` members stepped 4-18% slower
     looped than unrolled, but 1.7x faster than vmapped. Not on
-    an accelerator, where one member's step leaves the chip mostly idle."""
+    an accelerator, where one member's step leaves the chip mostly idle.
+
+    ``map`` (one member after another inside one program) is timed except on
+    CPU next to ``unroll``: there it lost to ``unroll`` in every cell measured
+    (16 MLP members 11.9-12.1 vs 10.5-10.8 ms; conv nets 8-19x slower, a
+    rolled loop of convolutions) and its compile and two slow steps were ~10%
+    of the quick AlexNet sweep's first run (8.6 + 2 x 2.4 s for 6 members)."""
+    cpu = jax.default_backend() == "cpu"
     if members <= 16:
-        first = (
-            ("unroll", "vmap") if jax.default_backend() == "cpu" else ("vmap", "unroll")
-        )
-    else:
-        first = ("loop", "vmap") if jax.default_backend() == "cpu" else ("vmap",)
-    return (*first, "map")
+        return ("unroll", "vmap") if cpu else ("vmap", "unroll", "map")
+    return ("loop", "vmap", "map") if cpu else ("vmap", "map")
 
 
 class _Trial:
@@ -1144,6 +1147,7 @@ def auto_strategy(
     candidates: Sequence[str] | None = None,
     steps: int = 3,
     cache: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[str, dict[str, float]]:
     """Time each candidate strategy for a few steps on the real shapes; pick the
     fastest step, or within 5% of it the one that compiles much faster
@@ -1152,8 +1156,11 @@ def auto_strategy(
     Returns ``(strategy, {candidate: ms_per_step})``. The decision is cached in
     ``<cache_dir()>/auto_strategy.json`` per (backend, device kind, jax version,
     convolution forms, model, batch size, member count, ...); a cached decision
-    comes back with its timings.
+    comes back with its timings. ``log`` (e.g. ``print``) hears what is being
+    timed as it goes: for big convolutional groups on a CPU the decision takes
+    minutes (16 full-width ``alexnet_small`` members: 1371 s on two cores).
     """
+    say = log or (lambda _msg: None)
     members = len(hp["lr"])
     if members <= spec.n_devices:
         # one member per device: `unroll` of one member is the plain program,
@@ -1172,7 +1179,12 @@ def auto_strategy(
             known = {}  # a damaged cache is only a lost measurement
         hit = known.get(key)
         if hit and hit["strategy"] in candidates:
+            say(f"auto: {hit['strategy']} (decided before; {path})")
             return hit["strategy"], hit["timings_ms"]
+    say(
+        f"auto times the strategies {', '.join(candidates)} for {members} members "
+        "on the real shapes (once per shapes; --strategy NAME skips it)"
+    )
     timings, compiles, trials = {}, {}, {}
     for candidate in candidates:
         trial = _Trial(dataclasses.replace(spec, strategy=candidate), hp, train)
@@ -1181,9 +1193,14 @@ def auto_strategy(
         first_s, ms = trial.measure(steps, min_time_s=0.2, give_up_ms=give_up)
         timings[candidate], compiles[candidate] = ms, round(first_s, 3)
         trials[candidate] = trial  # kept compiled, to be timed again
+        say(
+            f"  {candidate}: {ms:.1f} ms/step "
+            f"(first call, compile included: {first_s:.1f} s)"
+        )
     _confirm_close(timings, trials, steps)
     timings = {c: round(ms, 3) for c, ms in timings.items()}
     best = pick_strategy(timings, compiles)
+    say(f"  chose {best}")
     if cache:
         known[key] = {"strategy": best, "timings_ms": timings, "compile_s": compiles}
         os.makedirs(os.path.dirname(path), exist_ok=True)

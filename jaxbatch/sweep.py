@@ -266,12 +266,14 @@ def _sync_hosts(name: str) -> None:
 
 
 def resolve_strategy(
-    group: GroupRun, train: Mapping, out: str, *, resume: bool
+    group: GroupRun, train: Mapping, out: str, *, resume: bool, progress: bool = True
 ) -> engine.TrainSpec:
     """The group's spec with ``"auto"`` replaced by a measured choice.
 
     The choice and its timings go into ``config.json``; a resumed run takes the
-    recorded choice, so it continues with the very same program.
+    recorded choice, so it continues with the very same program. With
+    ``progress``, what is being timed is printed as it goes (it can take
+    minutes).
     """
     spec = group.spec
     if spec.strategy != "auto":
@@ -280,7 +282,10 @@ def resolve_strategy(
     meta = results.read_json(path)
     entry = meta["groups"][group.index]
     if not (resume and entry.get("strategy")):
-        chosen, timings = engine.auto_strategy(spec, group.hp, train)
+        log = None
+        if progress and jax.process_index() == 0:
+            log = lambda msg: tqdm.write(f"group {group.index + 1}: {msg}")  # noqa: E731
+        chosen, timings = engine.auto_strategy(spec, group.hp, train, log=log)
         entry.update(strategy=chosen, strategy_timings_ms=timings)
         if jax.process_index() == 0:
             results.write_json(path, meta)
@@ -442,7 +447,9 @@ def run_group(
     :func:`device_data`. At a batch-size
     phase boundary the next phase's compiled step takes over the same state.
     """
-    strategy = resolve_strategy(group, train, out, resume=resume).strategy
+    strategy = resolve_strategy(
+        group, train, out, resume=resume, progress=progress
+    ).strategy
     specs = {
         b: dataclasses.replace(s, strategy=strategy)
         for b, s in ((s.batch_size, s) for s in group.phase_specs())

@@ -108,6 +108,7 @@ def test_auto_times_close_candidates_again_and_keeps_the_truly_fastest():
 
 def test_cpu_candidates_loop_where_unroll_is_not_compiled():
     assert jax.default_backend() == "cpu"
-    assert engine.default_candidates(None, 16) == ("unroll", "vmap", "map")
+    # map (a rolled loop) lost to unroll in every CPU cell measured
+    assert engine.default_candidates(None, 16) == ("unroll", "vmap")
     # past 16 members unrolling compiles too long; a loop of calls compiles one
     assert engine.default_candidates(None, 24) == ("loop", "vmap", "map")

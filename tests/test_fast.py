@@ -29,14 +29,22 @@ def _cfg(**kw):
     return sweep.SweepConfig(**{**base, **kw})
 
 
-def test_auto_picks_the_fastest_measured_and_records_it(ds, tmp_path, monkeypatch):
+def test_auto_picks_the_fastest_measured_and_records_it(
+    ds, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("JAXBATCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    sweep.run(_cfg(strategy="auto"), str(out), progress=False, plots=False, dataset=ds)
+    sweep.run(_cfg(strategy="auto"), str(out), progress=True, plots=False, dataset=ds)
     group = results.read_json(os.path.join(out, "config.json"))["groups"][0]
     timings = group["strategy_timings_ms"]
-    assert set(timings) == {"vmap", "map", "unroll"}
+    assert set(timings) == {"vmap", "unroll"}
     assert group["strategy"] == min(timings, key=timings.get)
+    # what it timed was said as it went, a line per candidate, then the choice
+    lines = capsys.readouterr().out.splitlines()
+    said = [ln for ln in lines if ln.startswith("group 1:")]
+    assert said[0].startswith("group 1: auto times the strategies")
+    end = said.index(f"group 1:   chose {group['strategy']}")
+    assert sorted(ln.split()[2].rstrip(":") for ln in said[1:end]) == sorted(timings)
     members = results.read_csv(os.path.join(out, "members.csv"))
     assert set(members["strategy"]) == {group["strategy"]}
     assert (members["compile_s"] > 0).all()
@@ -47,9 +55,13 @@ def test_auto_picks_the_fastest_measured_and_records_it(ds, tmp_path, monkeypatc
 
     monkeypatch.setattr(engine, "_Trial", no_timing)  # compiling a candidate
     out2 = tmp_path / "again"
-    sweep.run(_cfg(strategy="auto"), str(out2), progress=False, plots=False, dataset=ds)
+    sweep.run(_cfg(strategy="auto"), str(out2), progress=True, plots=False, dataset=ds)
     again = results.read_json(os.path.join(out2, "config.json"))["groups"][0]
     assert again["strategy"] == group["strategy"]
+    assert (
+        f"group 1: auto: {group['strategy']} (decided before;"
+        in capsys.readouterr().out
+    )
 
 
 def test_eight_devices_equal_one_and_hide_padding(tmp_path):
