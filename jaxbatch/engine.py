@@ -1038,8 +1038,9 @@ def default_candidates(spec: TrainSpec, members: int) -> tuple[str, ...]:
     ``map`` (one member after another inside one program) is timed except on
     CPU next to ``unroll``: there it lost to ``unroll`` in every cell measured
     (16 MLP members 11.9-12.1 vs 10.5-10.8 ms; conv nets 8-19x slower, a
-    rolled loop of convolutions) and its compile and two slow steps were ~10%
-    of the quick AlexNet sweep's first run (8.6 + 2 x 2.4 s for 6 members)."""
+    rolled loop of convolutions) and its compiles and two slow steps a group,
+    ~36 s, were ~8% of the quick AlexNet sweep's first run (8.6 + 2 x 2.4 s
+    and 11.8 + 2 x 5.3 s for its two groups of 6 members)."""
     cpu = jax.default_backend() == "cpu"
     if members <= 16:
         return ("unroll", "vmap") if cpu else ("vmap", "unroll", "map")

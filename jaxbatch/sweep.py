@@ -282,12 +282,16 @@ def resolve_strategy(
     meta = results.read_json(path)
     entry = meta["groups"][group.index]
     if not (resume and entry.get("strategy")):
-        log = None
-        if progress and jax.process_index() == 0:
-            log = lambda msg: tqdm.write(f"group {group.index + 1}: {msg}")  # noqa: E731
-        chosen, timings = engine.auto_strategy(spec, group.hp, train, log=log)
+        writer = jax.process_index() == 0
+
+        def log(msg: str) -> None:
+            tqdm.write(f"group {group.index + 1}: {msg}")
+
+        chosen, timings = engine.auto_strategy(
+            spec, group.hp, train, log=log if progress and writer else None
+        )
         entry.update(strategy=chosen, strategy_timings_ms=timings)
-        if jax.process_index() == 0:
+        if writer:
             results.write_json(path, meta)
     return dataclasses.replace(spec, strategy=entry["strategy"])
 
