@@ -20,6 +20,7 @@ Same training step as ``benchmarks.sweep_throughput`` (SGD momentum 0.9, LR
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -67,6 +68,7 @@ def child(model: str, members: int, batch_size: int, seconds: float) -> dict:
 
     xla_flags.configure([model])
     from jaxbatch import data, engine
+    from jaxbatch.engine import auto
 
     kw = tuple(
         sorted(
@@ -90,8 +92,7 @@ def child(model: str, members: int, batch_size: int, seconds: float) -> dict:
     # rolled loop of convolutions: 10x); the compiled programs are cached
     near = [c for c, ms in first_look.items() if ms <= 3 * min(first_look.values())]
     trials = {
-        c: engine._Trial(engine.dataclasses.replace(spec, strategy=c), hp, train)
-        for c in near
+        c: auto._Trial(dataclasses.replace(spec, strategy=c), hp, train) for c in near
     }
     best = dict.fromkeys(trials, float("inf"))
     spent = dict.fromkeys(trials, 0.0)

@@ -22,7 +22,7 @@ import subprocess
 import sys
 
 from experiments.__main__ import catalog
-from jaxbatch import cost
+from jaxbatch.sweep import cost
 
 UNITS = {"PFLOP": 1e15, "TFLOP": 1e12, "GFLOP": 1e9, "MFLOP": 1e6, "FLOP": 1.0}
 NO_SWEEP = {"batch_timing"}  # times single steps; no sweep to count

@@ -66,18 +66,20 @@ def measure(model: str, members: int, batch_size: int, probe_size: int) -> dict:
         return engine.TrainSpec(
             model=model, model_kwargs=KWARGS.get(model, ()), num_classes=10,
             image_shape=(28, 28, 1), n_train=n, batch_size=batch_size,
-            drop_last=True, strategy=strategy, probes=probes, probe_size=probe_size,
+            drop_last=True, strategy=strategy, probes=probes,
         )  # fmt: skip
 
-    fns = engine.group_fns(spec(("update_ratio", "grad_norm", "param_norm",
-                                 "noise_scale", "sharpness")))  # fmt: skip
+    s = spec(("update_ratio", "grad_norm", "param_norm"))
+    fns = engine.group_fns(s)
+    noise = engine.member_fn(s, engine.noise_probe, probe_size)
+    sharpness = engine.member_fn(s, engine.sharpness_probe, probe_size, (1e-3, 5e-4))
     state = fns.start_epoch(fns.init(hp), hp)
     off, state = _steps_ms(fns.train_one, state, hp, train)
     on, state = _steps_ms(fns.train_probe, state, hp, train)
     print(f"  {model}: step {off:.2f} ms, probed step {on:.2f} ms", flush=True)
-    noise_ms = _best(lambda: fns.noise(state, hp, train))
+    noise_ms = _best(lambda: noise(state, hp, train))
     print(f"  {model}: noise scale {noise_ms:.1f} ms", flush=True)
-    sharp_ms = _best(lambda: fns.sharpness(state, hp, train), repeats=1)
+    sharp_ms = _best(lambda: sharpness(state, hp, train), repeats=1)
     return {
         "model": model, "members": members, "batch_size": batch_size,
         "probe_size": probe_size, "step_ms": off, "step_probes_ms": on,

@@ -51,7 +51,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxbatch import data, engine, xla_flags
+import jaxbatch
+from jaxbatch import choices, data, engine, xla_flags
 
 DEFAULT_STRATEGIES = ("vmap", "unroll", "auto", "sequential", "torch")
 # The benchmark's own model defaults: the 784-100-10 MLP of the throughput target.
@@ -157,7 +158,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.strategies = _split(args.strategies)
         for s in args.strategies:
             if s not in ("auto", "sequential", "torch"):
-                engine.parse_strategy(s)  # raises with the accepted names
+                choices.parse_strategy(s)  # raises with the accepted names
     return args
 
 
@@ -193,7 +194,7 @@ def device_description() -> str:
 
 def jaxbatch_commit() -> str | None:
     """The checkout's short commit, "+dirty" with uncommitted library changes."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(engine.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(jaxbatch.__file__)))
     try:
         run = functools.partial(
             subprocess.run, cwd=root, capture_output=True, text=True, check=True
@@ -537,7 +538,7 @@ def _record(case: Case, strategy: str, result: dict, env: dict) -> dict:
 
 
 def _skip_reason(strategy: str, members: int, torch) -> str | None:
-    kind, n = engine.parse_strategy(strategy) if ":" in strategy else (strategy, 1)
+    kind, n = choices.parse_strategy(strategy) if ":" in strategy else (strategy, 1)
     if kind == "chunk" and members % n:
         return f"skipped ({members} members do not split into {strategy})"
     if strategy == "torch" and torch is None:

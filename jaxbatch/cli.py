@@ -16,7 +16,11 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from jaxbatch import config, sweep
+import jax
+
+from jaxbatch import config, report, results, stats, sweep
+from jaxbatch import plots as plots_mod
+from jaxbatch.columns import summary_columns
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -183,7 +187,7 @@ def build_parser(
 
 def config_from_args(
     args: argparse.Namespace, experiment: str, presets: Mapping[str, Mapping]
-) -> sweep.SweepConfig:
+) -> config.SweepConfig:
     """The preset's values, overridden by every flag that was given."""
     preset = dict(presets[args.preset])
     values = dict(preset)
@@ -206,7 +210,7 @@ def config_from_args(
     if args.seed is not None:
         values["seeds"] = (args.seed,)
         values["data_seed"] = args.seed
-    return sweep.SweepConfig(experiment=experiment, **values)
+    return config.SweepConfig(experiment=experiment, **values)
 
 
 class Terminated(KeyboardInterrupt):
@@ -231,20 +235,6 @@ def _attach_negative_values(argv: list[str]) -> list[str]:
         else:
             out.append(arg)
     return out
-
-
-def summary_columns(members: Mapping) -> list[str]:
-    """The members table's columns: what varies between members, then results."""
-    varying = [
-        c
-        for c in ("model", *sweep.RECIPE_COLUMNS)
-        if c in members and len(set(map(str, members[c]))) > 1
-    ]
-    fixed = {"member", "group", "model", *sweep.RECIPE_COLUMNS, *sweep.RESULT_COLUMNS}
-    tags = [c for c in members if c not in fixed]
-    results = ["best_val_acc", "final_val_acc", "test_acc", "gap_loss", "gap_acc"]
-    return ["member", *tags, *(varying or ["batch_size", "lr"]), *results,
-            "diverged", "wall_s"]  # fmt: skip
 
 
 def format_table(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
@@ -302,8 +292,6 @@ def parse(description: str, presets: Mapping, experiment: str, argv):
     given = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(_attach_negative_values(given))
     if args.distributed:
-        import jax
-
         jax.distributed.initialize()
     return parser, given, args, args.out or sweep.default_out(experiment)
 
@@ -338,9 +326,7 @@ def command(parser, experiment: str, given: list[str], args, out: str):
 def print_summary(out: str) -> None:
     """The members table of a finished run, as the command line prints it,
     then (when arms have several seeds) each arm's mean ± 95% interval."""
-    from jaxbatch import stats
-
-    members = sweep.results.read_csv(os.path.join(out, "members.csv"))
+    members = results.read_csv(os.path.join(out, "members.csv"))
     rows = [dict(zip(members, vals)) for vals in zip(*members.values())]
     print(format_table(rows, summary_columns(members)), flush=True)
     arms = stats.arm_rows(members)
@@ -372,13 +358,9 @@ def finish(
     if after is not None:
         after(out)
     if figures and plots:
-        from jaxbatch import plots as plots_mod
-
         for path in plots_mod.save_figures(out, figures):
             print(f"figure: {path}")
     if plots:
-        from jaxbatch import report
-
         print(f"report: {report.build(out, experiment=experiment)}")
     print(f"results: {out}")
     return out

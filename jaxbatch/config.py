@@ -17,6 +17,7 @@ section.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import re
@@ -25,16 +26,7 @@ from typing import Any
 
 import jax
 
-from jaxbatch import (
-    engine,
-    models,
-    optim,
-    probes,
-    recipes,
-    results,
-    schedules,
-    xla_flags,
-)
+from jaxbatch import choices, data, models, optim, recipes, results, schedules
 
 
 def field(default, help: str, *, flag: str | None = None, parse: str | None = None):
@@ -87,6 +79,17 @@ class DataConfig:
         for name in ("train_size", "val_size", "image_size"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name), integer=True)
+
+    def load(self) -> data.Dataset:
+        """The dataset these settings name, split into train and validation."""
+        return data.load(
+            self.dataset,
+            data_dir=self.data_dir,
+            train_size=self.train_size,
+            val_size=self.val_size,
+            seed=self.data_seed,
+            image_size=self.image_size,
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -251,6 +254,38 @@ class MembersConfig:
             )
         return int(n)
 
+    def drawn(self) -> int:
+        """N when the members are ``N`` random draws per cell, else 0."""
+        return 0 if self.recipes or self.members_file else self.random_count()
+
+    def _random_cells(self):
+        """The (batch size, seed, schedule, mode) cells of a random search;
+        each draws the same ``N`` configurations."""
+        return itertools.product(
+            self.batch_sizes, self.seeds, self.schedules, self.weight_decay_modes
+        )
+
+    def random_corners(self, model_list: tuple[str, ...]) -> list[recipes.Member]:
+        """Two members per cell of a random search, at the low and the high end
+        of every range: what validation checks instead of the draws, which
+        would start JAX."""
+        (lr_lo, lr_hi), (wd_lo, wd_hi), (m_lo, m_hi) = (
+            self.lr_range,
+            self.weight_decay_range,
+            self.momentum_range,
+        )
+        ends = [(lr_lo, wd_lo, 1 - m_hi), (lr_hi, wd_hi, 1 - m_lo)]
+        return [
+            recipes.Member(
+                model=name, batch_size=bs, seed=seed, schedule=kind,
+                weight_decay_mode=mode, lr=recipes.round_draw(lr),
+                weight_decay=recipes.round_draw(wd), momentum=recipes.round_draw(m),
+            )
+            for name in model_list
+            for bs, seed, kind, mode in self._random_cells()
+            for lr, wd, m in ends
+        ]  # fmt: skip
+
     def members(self, model_list: tuple[str, ...]) -> list[recipes.Member]:
         """The member list (models outermost), before defaults are filled in."""
         if self.recipes:
@@ -269,10 +304,7 @@ class MembersConfig:
         n = self.random_count()
         for name in model_list:
             if n:
-                for bs, seed, kind, mode in _product(
-                    self.batch_sizes, self.seeds, self.schedules,
-                    self.weight_decay_modes,
-                ):  # fmt: skip
+                for bs, seed, kind, mode in self._random_cells():
                     out += recipes.random(
                         jax.random.PRNGKey(self.search_seed), n,
                         lr_range=tuple(self.lr_range),
@@ -299,12 +331,6 @@ class MembersConfig:
             for m in members
         ]
         return recipes.scale_lr(filled, self.lr_scaling, self.base_batch_size)
-
-
-def _product(*axes):
-    import itertools
-
-    return itertools.product(*axes)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -482,13 +508,13 @@ class EvalConfig:
     )
 
     def validate(self):
-        probes.check_probes(self.probes)
+        choices.check_probes(self.probes)
         _positive("probe_size", self.probe_size, integer=True)
         _positive("noise_every", self.noise_every, integer=True)
         _positive("probe_every", self.probe_every, integer=True)
-        if "noise_scale" in self.probes and self.probe_size < 2 * probes.NOISE_PARTS:
+        if "noise_scale" in self.probes and self.probe_size < 2 * choices.NOISE_PARTS:
             raise ValueError(
-                f"noise_scale needs probe_size >= {2 * probes.NOISE_PARTS}, "
+                f"noise_scale needs probe_size >= {2 * choices.NOISE_PARTS}, "
                 f"got {self.probe_size}"
             )
         _nonempty("sharpness_eps", self.sharpness_eps)
@@ -529,9 +555,15 @@ class ExecConfig:
     )
 
     def validate(self):
-        engine.parse_strategy(self.strategy)
+        choices.parse_strategy(self.strategy)
         _positive("steps_per_call", self.steps_per_call, integer=True)
-        engine.check_placement(self.devices, self.precision)
+        choices.check_precision(self.precision)
+        # how many devices this machine has is checked when the run starts
+        # (asking would start JAX, before its flags are chosen)
+        if not (isinstance(self.devices, int) and self.devices >= 0):
+            raise ValueError(
+                f"devices must be 0 (all) or a positive count, got {self.devices!r}"
+            )
 
 
 SECTIONS: dict[str, type] = {
@@ -659,12 +691,15 @@ class SweepConfig:
         return out
 
     def validate(self) -> None:
-        # the XLA:CPU flags of these models, set before the placement check
-        # below starts JAX (xla_flags.configure does nothing once it has)
-        xla_flags.configure(self.model_list(), devices=self.devices)
+        """Every section's values and every member's; plain Python, so nothing
+        starts JAX (a random search's draws are checked at their ranges' ends
+        and drawn when the sweep plans its groups)."""
         for section in SECTIONS:
             object.__getattribute__(self, section).validate()
-        n = len(self.resolved_members())  # every member checks its own values
+        if self.members.drawn():
+            n = self._check_random_search()
+        else:
+            n = len(self.resolved_members())  # every member checks its own values
         bad = [m for m in self.interpolate if not 0 <= m < n]
         if bad:
             raise ValueError(
@@ -715,6 +750,22 @@ class SweepConfig:
         _choice("weight_decay_mode", m.weight_decay_mode, optim.WEIGHT_DECAY_MODES)
         recipes.check(m)
         return m
+
+    def _check_random_search(self) -> int:
+        """Check a random search without drawing it; returns its member count."""
+        mc = self.members
+        corners = mc.random_corners(self.model_list())
+        for i, m in enumerate(corners):
+            self.resolve(m, i)
+        n = len(corners) // 2 * mc.drawn()
+        degenerate = all(lo == hi for lo, hi in (
+            mc.lr_range, mc.weight_decay_range, mc.momentum_range))  # fmt: skip
+        if degenerate and mc.drawn() > 1:
+            raise ValueError(
+                f"search {mc.search} draws {mc.drawn()} identical members: every "
+                "range is a single value; widen --lr-range (or another range)"
+            )
+        return n
 
     def resolved_members(self) -> list[recipes.Member]:
         """Every member with its full recipe; refuses an empty list and twins."""

@@ -18,15 +18,15 @@ compiled program at all):
 - on the final parameters: ``sharpness``, the top eigenvalue of the training
   loss's Hessian (power iteration on Hessian-vector products) and Keskar et
   al.'s (2017) ε-sharpness, the largest relative loss increase in the box
-  ``|δ_i| <= ε (|w_i| + 1)``, found by projected gradient ascent.
+  ``|δ_i| <= ε (|w_i| + 1)``, found by projected gradient ascent; and
+  ``weights``, the norm of the final parameters and the share of kernel
+  weights near zero (:func:`weight_stats`, on the host, in float64).
 
-``interpolation`` evaluates the line between two members' final parameters
-(Keskar et al.'s Figure 3) after a run, from the saved weights.
+The sweep runs each probe as a hook at its cadence (``jaxbatch.sweep.hooks``).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 
 import jax
@@ -34,22 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-STEP_PROBES = ("update_ratio", "grad_norm", "param_norm")
-EVAL_PROBES = ("noise_scale",)
-FINAL_PROBES = ("sharpness",)
-PROBES = STEP_PROBES + EVAL_PROBES + FINAL_PROBES
-NOISE_PARTS = 16  # the small batch of the noise-scale estimate: probe_size / 16
+from jaxbatch.choices import NOISE_PARTS, STEP_PROBES
+
 NOISE_SMOOTHING = 0.2  # weight of a new evaluation in the moving averages
-
-
-def check_probes(names: Sequence[str]) -> tuple[str, ...]:
-    """The probe names, validated (an unknown one names the choices)."""
-    for name in names:
-        if name not in PROBES:
-            raise ValueError(f"unknown probe {name!r}; choose from {', '.join(PROBES)}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"probes lists a name twice: {list(names)}")
-    return tuple(names)
 
 
 # --- norms --------------------------------------------------------------------------
@@ -261,75 +248,23 @@ def cross_entropy(logits, y) -> jax.Array:
     ).mean()
 
 
-# --- interpolation between two members ------------------------------------------------
+# --- weights of the final parameters ------------------------------------------------
 
-INTERPOLATION_ALPHAS = tuple(float(a) for a in np.linspace(-1.0, 2.0, 31))
+NEAR_ZERO = 1e-3  # |w| below this counts as zero (L1 drives weights there)
 
 
-def interpolation(
-    out: str,
-    a: int,
-    b: int,
-    alphas: Sequence[float] = INTERPOLATION_ALPHAS,
-    dataset=None,
-    max_images: int = 2000,
-) -> dict[str, np.ndarray]:
-    """Loss and accuracy along ``(1 - α) w_a + α w_b`` between the final
-    parameters of members ``a`` and ``b`` of run ``out`` (Keskar et al. 2017,
-    Figure 3: α = 0 is ``a``, 1 is ``b``; BatchNorm statistics are
-    interpolated too), on at most ``max_images`` training images and test
-    (or validation) images, in eval mode.
-
-    Returns ``alpha``, ``train_loss``, ``train_acc``, ``test_loss``,
-    ``test_acc`` (arrays over ``alphas``); also written to
-    ``<out>/interpolation.csv``.
-    """
-    from jaxbatch import config as config_mod
-    from jaxbatch import engine, models, results, sweep
-
-    meta = results.read_json(os.path.join(out, "config.json"))
-    config = config_mod.SweepConfig.from_dict(meta["config"])
-    members = results.read_csv(os.path.join(out, "members.csv"))
-    model_of = dict(zip(members["member"].astype(int), members["model"].astype(str)))
-    if model_of.get(a) is None or model_of.get(b) is None:
-        raise ValueError(f"interpolation: members {a} and {b} must be in {out}")
-    if model_of[a] != model_of[b]:
-        raise ValueError(
-            f"interpolation needs one model, got {model_of[a]} and {model_of[b]}"
-        )
-    ds = dataset or sweep.load_data(config)
-    net = models.get_model(
-        model_of[a],
-        num_classes=meta["data"]["num_classes"],
-        **dict(config.kwargs_for(model_of[a])),
-    )
-    va, vb = results.load_params(out, a), results.load_params(out, b)
-    splits = {"train": (ds.x_train, ds.y_train)}
-    if ds.x_test is not None:
-        splits["test"] = (ds.x_test, ds.y_test)
-    else:
-        splits["test"] = (ds.x_val, ds.y_val)
-
-    @jax.jit
-    def evaluate(alpha, x, y):
-        variables = jax.tree.map(lambda p, q: (1 - alpha) * p + alpha * q, va, vb)
-        xn = engine.normalize(x, ds.mean, ds.std)
-        logits = net.apply(variables, xn, train=False)
-        return cross_entropy(logits, y) * len(y), jnp.sum(jnp.argmax(logits, -1) == y)
-
-    table = {"alpha": np.asarray(alphas, np.float64)}
-    for name, (x, y) in splits.items():
-        x, y = x[:max_images], y[:max_images]
-        loss, acc = [], []
-        for alpha in alphas:
-            tot_l = tot_c = 0.0
-            for s in range(0, len(y), 500):
-                l_, c_ = evaluate(jnp.float32(alpha), x[s : s + 500], y[s : s + 500])
-                tot_l, tot_c = tot_l + float(l_), tot_c + float(c_)
-            loss.append(tot_l / len(y))
-            acc.append(tot_c / len(y))
-        table[f"{name}_loss"], table[f"{name}_acc"] = np.array(loss), np.array(acc)
-    columns = list(table)
-    rows = [dict(zip(columns, vals)) for vals in zip(*table.values())]
-    results.write_csv(os.path.join(out, "interpolation.csv"), columns, rows)
-    return table
+def weight_stats(params, threshold: float = NEAR_ZERO) -> dict[str, float]:
+    """``weight_norm``, the Euclidean norm of all of one member's parameters,
+    and ``near_zero_frac``, the fraction of its kernel weights with ``|w| <
+    threshold``; numpy leaves, summed in float64."""
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    sq = sum(float((np.asarray(w, np.float64) ** 2).sum()) for _, w in leaves)
+    kernels = [
+        np.asarray(w) for p, w in leaves if getattr(p[-1], "key", None) == "kernel"
+    ]
+    size = sum(w.size for w in kernels)
+    zeros = sum(int((np.abs(w) < threshold).sum()) for w in kernels)
+    return {
+        "weight_norm": float(np.sqrt(sq)),
+        "near_zero_frac": zeros / size if size else float("nan"),
+    }

@@ -254,16 +254,18 @@ def random(
     )
     out = []
     for i in range(n):
-        values = {"lr": _round(draws["learning_rate"][i])}
+        values = {"lr": round_draw(draws["learning_rate"][i])}
         if weight_decay_range is not None:
-            values["weight_decay"] = _round(draws["weight_decay"][i])
+            values["weight_decay"] = round_draw(draws["weight_decay"][i])
         if one_minus_momentum_range is not None:
-            values["momentum"] = _round(draws["momentum"][i])
+            values["momentum"] = round_draw(draws["momentum"][i])
         out.append(Member(**{**fixed, **values}))
     return out
 
 
-def _round(x) -> float:
+def round_draw(x) -> float:
+    """A draw rounded to 4 significant digits, so it reads back exactly from
+    ``members.csv``."""
     return float(f"{float(x):.4g}")
 
 
@@ -285,7 +287,7 @@ def scale_lr(
         if m.lr is None or m.batch_size is None:
             raise ValueError(f"scale_lr needs lr and batch_size set, got {m}")
         lr = schedules.scaled_lr(m.lr, base_batch_size, m.batch_size, rule)
-        out.append(m.replace(lr=_round(lr)).with_tags(scaling_rule=rule))
+        out.append(m.replace(lr=round_draw(lr)).with_tags(scaling_rule=rule))
     return out
 
 

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from jaxbatch import results, stats
+from jaxbatch.columns import summary_columns
 
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;
@@ -352,13 +353,11 @@ def _meta_html(meta: Mapping, members: Mapping) -> str:
 
 
 def _sweep_section(run_dir: str, members: Mapping, title: str) -> str:
-    from jaxbatch import cli
-
     meta = results.read_json(os.path.join(run_dir, "config.json"))
     out = [f"<h2>{html.escape(title)}</h2>"]
     out.append(_meta_html(meta, members))
     out.append(_arms_html(members))
-    columns = [c for c in cli.summary_columns(members) if c in members]
+    columns = [c for c in summary_columns(members) if c in members]
     out.append("<h3>Members (every seed)</h3>")
     out.append(table(_members_rows(members), columns))
     return "\n".join(out)

@@ -115,7 +115,7 @@ def params_path(run_dir: str, member: int) -> str:
 
 def save_params(run_dir: str, member: int, weights: Mapping) -> str:
     """Write one member's weights (atomically)."""
-    from flax import serialization
+    from flax import serialization  # only here: reading the tables needs no JAX
 
     directory = os.path.join(run_dir, "params")
     os.makedirs(directory, exist_ok=True)

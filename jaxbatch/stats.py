@@ -16,17 +16,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats as _stats
 
+from jaxbatch.columns import ARM_RESULTS, measured_columns
+
 # Recipe columns an arm's label may name, in this order, when they vary.
 ARM_FIELDS = (
     "model", "batch_size", "batch_schedule", "lr", "schedule", "optimizer",
     "momentum", "weight_decay", "weight_decay_mode", "warmup_epochs",
     "warmup_start", "gamma", "decay_epochs", "decay_rate", "power", "milestones",
     "plateau_factor", "lr_max", "lr_multipliers", "b1", "b2",
-)  # fmt: skip
-# The result columns summarised per arm, in this order.
-ARM_RESULTS = (
-    "test_acc", "best_val_acc", "final_val_acc", "train_eval_acc", "test_loss",
-    "final_val_loss", "gap_loss", "gap_acc", "steps",
 )  # fmt: skip
 
 
@@ -154,14 +151,19 @@ def diverged(members: Mapping) -> np.ndarray:
 
 def arm_rows(members: Mapping, confidence: float = 0.95) -> list[dict]:
     """One row per arm: the varying fields, ``seeds`` (members), ``diverged``
-    (how many), and for every result column ``<col>`` its mean over the arm's
-    healthy seeds and ``<col>_ci`` the half-width of the interval."""
+    (how many), and for every result column ``<col>`` (the standard ones,
+    then the run's measurements) its mean over the arm's healthy seeds and
+    ``<col>_ci`` the half-width of the interval."""
     gone = diverged(members)
+    summarised = [
+        c for c in (*ARM_RESULTS, *measured_columns(members))
+        if c in members and members[c].dtype.kind == "f"
+    ]  # fmt: skip
     out = []
     for values, rows in arms(members):
         row = {**values, "seeds": len(rows), "diverged": int(gone[rows].sum())}
-        for col in ARM_RESULTS:
-            if col in members and np.isfinite(members[col].astype(float)).any():
+        for col in summarised:
+            if np.isfinite(members[col]).any():
                 ok = rows[~gone[rows]]
                 mean, half, _ = seed_stats(members[col][ok].astype(float), confidence)
                 row[col], row[f"{col}_ci"] = mean, half

@@ -21,7 +21,9 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxbatch import engine, results
+from jaxbatch import cli, engine, results
+from jaxbatch import models as models_mod
+from jaxbatch.sweep.rundir import default_out
 
 COLUMNS = (
     "model", "batch_size", "ms_per_update", "s_per_epoch", "examples_per_s",
@@ -103,8 +105,6 @@ def main(
     A preset names ``models`` (``((name, kwargs), ...)``), ``batch_sizes``,
     ``n_train`` and ``min_time_s``; flags override them.
     """
-    from jaxbatch import sweep
-
     parser = argparse.ArgumentParser(
         prog=f"python -m experiments.{experiment}",
         description=description,
@@ -144,8 +144,6 @@ def main(
             names = [m for m in args.models.split(",") if m]
             known = dict(settings["models"])
             settings["models"] = tuple((m, known.get(m, ())) for m in names)
-            from jaxbatch import models as models_mod
-
             for m in names:
                 if m not in models_mod.available_models():
                     raise ValueError(
@@ -168,7 +166,7 @@ def main(
                 if not value > 0:
                     raise ValueError(f"{flag} must be positive, got {value}")
                 settings[key] = value
-        out = args.out or sweep.default_out(experiment)
+        out = args.out or default_out(experiment)
         print(f"results -> {out}", flush=True)
         rows = batch_timing(out, progress=not args.no_progress, **settings)
     except ValueError as err:
@@ -182,8 +180,6 @@ def main(
             f"{r['ms_per_update']:9.2f} ms/update {r['s_per_epoch']:9.2f} s/epoch "
             f"{r['examples_per_s']:10.0f} examples/s (compile {r['compile_s']:.1f} s)"
         )
-    from jaxbatch import cli
-
     return cli.finish(
         out, figures=figures, plots=not args.no_plots, experiment=experiment
     )

@@ -9,7 +9,9 @@ import types
 import jax
 import pytest
 
-from jaxbatch import cli, cost, data, engine, sweep
+from jaxbatch import cli, data, engine, sweep
+from jaxbatch.engine import auto
+from jaxbatch.sweep import cost
 
 
 def _matmul_flops(batch: int, sizes) -> float:
@@ -91,18 +93,18 @@ def test_auto_times_close_candidates_again_and_keeps_the_truly_fastest():
         "vmap": _FakeTrial(88.0),
         "map": _FakeTrial(1),
     }
-    engine._confirm_close(timings, trials, steps=2)
+    auto._confirm_close(timings, trials, steps=2)
     assert timings == {"unroll": 100.0, "vmap": 88.0, "map": 300.0}
     assert trials["map"].calls == 0
     # each close candidate ran windows for CONFIRM_S at least
-    assert trials["unroll"].calls * 0.110 >= engine.CONFIRM_S
-    assert trials["vmap"].calls * 0.088 >= engine.CONFIRM_S
+    assert trials["unroll"].calls * 0.110 >= auto.CONFIRM_S
+    assert trials["vmap"].calls * 0.088 >= auto.CONFIRM_S
     assert engine.pick_strategy(timings, {}) == "vmap"
 
     # no runner-up within CLOSE_MARGIN: nothing is timed again
     far = {"unroll": 100.0, "vmap": 150.0}
     lone = {"unroll": _FakeTrial(1), "vmap": _FakeTrial(1)}
-    engine._confirm_close(far, lone, steps=2)
+    auto._confirm_close(far, lone, steps=2)
     assert far == {"unroll": 100.0, "vmap": 150.0} and lone["unroll"].calls == 0
 
 

@@ -11,7 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from jaxbatch import data, engine, results, sweep
+from jaxbatch import data, results, sweep
+from jaxbatch.engine import auto
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,7 +54,7 @@ def test_auto_picks_the_fastest_measured_and_records_it(
     def no_timing(*args, **kw):
         raise AssertionError("auto measured again despite the cache")
 
-    monkeypatch.setattr(engine, "_Trial", no_timing)  # compiling a candidate
+    monkeypatch.setattr(auto, "_Trial", no_timing)  # compiling a candidate
     out2 = tmp_path / "again"
     sweep.run(_cfg(strategy="auto"), str(out2), progress=True, plots=False, dataset=ds)
     again = results.read_json(os.path.join(out2, "config.json"))["groups"][0]

@@ -78,7 +78,7 @@ def test_init_from_evaluates_exactly_as_the_source_member(ds, tmp_path):
     fns = engine.group_fns(group.spec)
     base = jax.tree.map(jnp.asarray, results.load_params(str(src), 1))
     state = fns.init(group.hp, base)  # zero steps of training
-    _, evals = sweep.device_data(ds, group.spec, cfg)
+    evals = sweep.device_data(ds, group.spec, cfg).evals
     ev = engine.eval_members(fns, group.spec, state, evals["val"])
     assert ev["val_loss"][0] == pytest.approx(members["final_val_loss"][1], abs=1e-6)
     assert ev["val_acc"][0] == pytest.approx(members["final_val_acc"][1], abs=1e-6)
@@ -143,7 +143,7 @@ def test_best_numbers_equal_an_evaluation_of_the_restored_best_weights(ds, tmp_p
     members = _run(cfg, small, out)
     group = sweep.plan_groups(cfg, small)[0]
     fns = engine.group_fns(group.spec)
-    _, evals = sweep.device_data(small, group.spec, cfg)
+    evals = sweep.device_data(small, group.spec, cfg).evals
     state = fns.init(group.hp)
     for i in range(2):
         best = jax.tree.map(jnp.asarray, results.load_params(str(out), i, "best"))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxbatch import data, engine, probes, results, sweep
+from jaxbatch.sweep import runner
 
 MLP = (("hidden", (16,)),)
 
@@ -150,35 +151,31 @@ def test_probes_of_a_member_equal_its_solo_run(ds, tmp_path):
     assert np.all(members["noise_scale"] > 0) and np.all(members["sharpness_eig"] > 0)
 
 
-def test_probes_off_leave_the_train_step_unchanged():
-    def hlo(probes_):
-        spec = engine.TrainSpec(
-            model="mlp", model_kwargs=MLP, num_classes=10, image_shape=(28, 28, 1),
-            n_train=256, batch_size=32, probes=probes_,
-        )  # fmt: skip
-        fns = engine.group_fns(spec)
-        hp = engine.stack_hparams([dict(lr=0.05, seed=0)])
-        return hp, fns
+def test_probes_off_leave_the_train_step_unchanged(ds):
+    def plan(probes_):
+        return sweep.plan_groups(_cfg(probes=probes_), ds)[0]
 
-    hp, plain = hlo(())
-    state = plain.init(hp)
-    train = engine.device_train_data(
-        np.zeros((256, 28, 28, 1), np.uint8), np.zeros(256, np.int32),
-        np.zeros(1, np.float32), np.ones(1, np.float32),
-    )  # fmt: skip
+    plain = plan(())
+    fns = engine.group_fns(plain.spec)
+    state = fns.init(plain.hp)
+    train = engine.device_train_data(ds.x_train, ds.y_train, ds.mean, ds.std)
 
     def text(fn):
-        return fn.lower(state, hp, train).as_text()
+        return fn.lower(state, plain.hp, train).as_text()
 
-    _, eval_only = hlo(("noise_scale", "sharpness"))
-    _, stepped = hlo(("update_ratio",))
-    assert text(plain.train_one) == text(eval_only.train_one)
+    eval_only = engine.group_fns(plan(("noise_scale", "sharpness")).spec)
+    stepped = engine.group_fns(plan(("update_ratio",)).spec)
+    assert text(fns.train_one) == text(eval_only.train_one)
     # with step probes on, the steps between probed ones are the same program
     # too; the probed step is a program of its own
-    assert text(plain.train_one) == text(stepped.train_one)
-    assert text(plain.train_one) != text(stepped.train_probe)
-    assert plain.train_probe is None and eval_only.train_probe is None
-    assert plain.noise is None and eval_only.noise is not None
+    assert text(fns.train_one) == text(stepped.train_one)
+    assert text(fns.train_one) != text(stepped.train_probe)
+    assert fns.train_probe is None and eval_only.train_probe is None
+    # the other probes are hooks of the sweep, absent when off
+    kinds = lambda probes_: {type(h).__name__ for h in runner.sweep_hooks(  # noqa: E731
+        _cfg(probes=probes_), tensorboard=False)}  # fmt: skip
+    assert "NoiseScale" not in kinds(()) and "Sharpness" not in kinds(())
+    assert {"NoiseScale", "Sharpness"} <= kinds(("noise_scale", "sharpness"))
 
 
 def test_interpolation_ends_are_the_members_own_numbers(ds, tmp_path):

@@ -1,4 +1,4 @@
-"""What a sweep costs, known before it runs.
+"""What a sweep costs, known before it runs, and what its first epoch achieved.
 
 :func:`member_step_cost` is XLA's cost analysis of one member's training step
 (the lowered program, before any compilation: FLOPs and bytes accessed).
@@ -20,11 +20,16 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import jax
+from tqdm.auto import tqdm
 
-from jaxbatch import engine, probes
+from jaxbatch.engine.group import group_fns
+from jaxbatch.engine.hparams import pad_members
+from jaxbatch.engine.member_axis import member_multiple
+from jaxbatch.engine.spec import TrainSpec
+from jaxbatch.engine.step import train_step
 
 # Nominal dense peaks (FLOP/s) for the estimates on other hardware. A float32
 # sweep on an H100 runs its matrix products in TF32 (JAX's default precision
@@ -52,20 +57,18 @@ _TPU_PEAKS = {
 
 
 def member_step_cost(
-    spec: engine.TrainSpec, state, hp: Mapping, data: Mapping
+    spec: TrainSpec, state, hp: Mapping, data: Mapping
 ) -> dict[str, float]:
     """``{"flops", "bytes"}`` of one member's training step (no probes),
     from XLA's cost analysis of the lowered program. ``state`` and ``hp``
     have the member axis (shapes only are used: nothing is computed)."""
-    plain = dataclasses.replace(
-        spec, probes=tuple(p for p in spec.probes if p not in probes.STEP_PROBES)
-    )
+    plain = dataclasses.replace(spec, probes=())
 
     def one(tree):
         return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), tree)
 
     def step(s, h, d):
-        return engine.train_step(plain, s, h, d)
+        return train_step(plain, s, h, d)
 
     cost = jax.jit(step).lower(one(state), one(hp), data).cost_analysis()
     if isinstance(cost, list | tuple):  # older jax: one dict per program
@@ -134,3 +137,72 @@ def estimates(total_flops: float) -> dict[str, float]:
         name: total_flops / (peak * ASSUMED_UTILISATION)
         for name, peak in REFERENCE_DEVICES.items()
     }
+
+
+# --- the cost of a sweep --------------------------------------------------------------
+
+
+def sweep_cost(plans: Sequence, train: Mapping) -> dict:
+    """The sweep's cost before it runs: per group, XLA's FLOPs and bytes of
+    one member's step (at the first epoch's batch size; other batch sizes
+    scale it by their examples), times members and steps; the total; and
+    the time it would take on the reference devices at the assumed
+    utilisation."""
+    out = []
+    for g in plans:
+        spec = dataclasses.replace(g.spec, strategy="vmap")
+        hp, _ = pad_members(g.hp, member_multiple(spec))
+        state = jax.eval_shape(group_fns(spec).init, hp)
+        c = member_step_cost(spec, state, hp, train)
+        # examples of the whole run, in units of the first batch size
+        steps = float(g.step_batch_sizes().sum()) / g.batch_sizes[0]
+        out.append({
+            "group": g.index,
+            "flops_per_member_step": c["flops"],
+            "bytes_per_member_step": c["bytes"],
+            "members": len(g.members),
+            "steps": g.total_steps,
+            "flops": c["flops"] * len(g.members) * steps,
+        })  # fmt: skip
+    total = float(sum(g["flops"] for g in out))
+    peak, assumes = device_peak_flops()
+    return {
+        "groups": out,
+        "flops": total,
+        "device_peak_flops": peak,
+        "device_peak": assumes,
+        "estimates_s": estimates(total),
+        "assumed_utilisation": ASSUMED_UTILISATION,
+    }
+
+
+def cost_line(c: Mapping) -> str:
+    """The cost in one line, as a run prints it before it trains."""
+    est = ", ".join(f"{name} {seconds_text(s)}" for name, s in c["estimates_s"].items())
+    return (
+        f"cost: {flops_text(c['flops'])} in all (XLA cost analysis, "
+        + "; ".join(
+            f"group {g['group'] + 1}: {flops_text(g['flops_per_member_step'])}"
+            f"/step x {g['members']} members x {g['steps']} steps"
+            for g in c["groups"]
+        )
+        + f"); at {c['assumed_utilisation']:.0%} of peak: {est}"
+    )
+
+
+def record_throughput(c: dict, group: int, achieved: float, epoch_s: float) -> None:
+    """Into the cost ``c``: group ``group``'s achieved FLOP/s in its first
+    epoch, their share of the device's peak, and (from the first group
+    measured) the whole sweep's estimated time at that rate, printed."""
+    g = c["groups"][group]
+    g.update(achieved_flops=achieved, epoch_s=epoch_s)
+    peak = c["device_peak_flops"]
+    g["utilisation"] = achieved / peak if peak == peak else None
+    if "estimated_s" not in c:  # from the first group measured
+        c["estimated_s"] = c["flops"] / achieved
+        tqdm.write(
+            f"estimated time of the sweep at that rate: "
+            f"{seconds_text(c['estimated_s'])}"
+            + (f" ({g['utilisation']:.1%} of the nominal peak, {c['device_peak']})"
+               if g["utilisation"] is not None else "")
+        )  # fmt: skip

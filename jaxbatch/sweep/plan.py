@@ -1,0 +1,202 @@
+"""The plan of a sweep: its members split into groups that share a program.
+
+Members that share the model, the optimizer family and the batch size of
+every epoch form a group, compiled once and trained together; everything else
+a member varies (LR, schedule kind and parameters, weight decay and its mode,
+...) is data (:func:`member_hparams`). Planning checks what only the data can
+tell (a batch larger than the training set, LR multipliers that match no
+parameter) before anything compiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+
+import jax
+import numpy as np
+
+from jaxbatch import choices, data, optim, probes, recipes
+from jaxbatch.config import SweepConfig
+from jaxbatch.engine.hparams import stack_hparams
+from jaxbatch.engine.spec import TrainSpec
+
+
+@dataclasses.dataclass
+class GroupPlan:
+    """One group of a sweep: its members, their hyperparameters as data, and
+    the steps and evaluations of its run.
+
+    Members of a group share the model, the optimizer family and the batch
+    size of every epoch (``batch_sizes``); everything else is per-member data.
+    """
+
+    index: int
+    spec: TrainSpec  # the first epoch's; other phases replace batch_size
+    members: list[dict]  # {"member": index, "recipe": resolved recipes.Member}
+    hp: dict
+    batch_sizes: tuple[int, ...]  # [epochs]
+    epoch_steps: np.ndarray  # [epochs] steps of each epoch
+    eval_steps: np.ndarray  # [E] steps after which an evaluation runs
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.epoch_steps.sum())
+
+    @property
+    def epoch_starts(self) -> np.ndarray:
+        """[epochs + 1] the global step at which each epoch starts (and the end)."""
+        return np.concatenate([[0], np.cumsum(self.epoch_steps)])
+
+    def spec_for(self, epoch: int) -> TrainSpec:
+        return dataclasses.replace(self.spec, batch_size=self.batch_sizes[epoch])
+
+    def phase_specs(self) -> list[TrainSpec]:
+        return [self.spec_for(e) for e in sorted(
+            {self.batch_sizes.index(b) for b in self.batch_sizes})]  # fmt: skip
+
+    def step_batch_sizes(self) -> np.ndarray:
+        """[total_steps] batch size of every step (the last of an epoch may be
+        smaller)."""
+        out = []
+        for e, bs in enumerate(self.batch_sizes):
+            spec = self.spec_for(e)
+            out += [bs] * spec.full_batches + (
+                [spec.last_batch] if spec.last_batch else []
+            )
+        return np.asarray(out, np.int64)
+
+    @functools.cached_property
+    def param_shapes(self):
+        """The model's parameters as shapes (traced, not computed)."""
+        return param_shapes(self.spec)
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The top-level layers of the model (the step probes' suffixes)."""
+        return probes.layer_names(self.param_shapes)
+
+
+def param_shapes(spec: TrainSpec):
+    model = spec.build_model()
+    x = jax.ShapeDtypeStruct((1, *spec.image_shape), jax.numpy.float32)
+    return jax.eval_shape(
+        lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x
+    )["params"]
+
+
+def member_hparams(
+    m: recipes.Member, n_train: int, epochs: int, patterns: tuple[str, ...] = ()
+) -> dict:
+    """A resolved recipe as the compiled step's data (times in examples; one
+    LR multiplier per pattern of the group, 1 where the member sets none)."""
+    mults = dict(m.lr_multipliers or ())
+    ex = lambda e: max(1, round(e * n_train))  # noqa: E731
+    wd = {"l2": "wd_l2", "l1": "wd_l1", "decoupled": "wd_decoupled"}
+    return {
+        "lr": m.lr,
+        "momentum": m.momentum,
+        "b1": m.b1,
+        "b2": m.b2,
+        wd[m.weight_decay_mode]: m.weight_decay,
+        "kind": recipes.SCHEDULE_KINDS.index(m.schedule),
+        "gamma": m.gamma,
+        "step_ex": ex(m.decay_epochs),
+        "milestones_ex": [ex(e) for e in (m.milestones or ())],
+        "decay_rate": m.decay_rate,
+        "power": m.power,
+        "total_ex": epochs * n_train,
+        "warmup_ex": round(m.warmup_epochs * n_train),
+        "warmup_start": m.warmup_start,
+        "plateau_factor": m.plateau_factor,
+        "lr_max": m.lr_max,
+        "lr_mult": [mults.get(p, 1.0) for p in patterns],
+        "seed": m.seed,
+    }
+
+
+def plan_groups(config: SweepConfig, ds: data.Dataset) -> list[GroupPlan]:
+    """Split the members into groups and build each group's static spec.
+
+    Raises ValueError (before anything compiles) for a batch size the data
+    cannot fill and for LR multipliers that match no parameter.
+    """
+    members = config.resolved_members()
+    keys = {}
+    for i, m in enumerate(members):
+        family = "adam" if m.optimizer in ("adam", "adamw") else m.optimizer
+        key = (m.model, family, recipes.batch_sizes(m, config.epochs))
+        keys.setdefault(key, []).append(i)
+    any_plateau = any(m.plateau_factor < 1 for m in members)
+    return [
+        _plan_group(g, model, family, sizes, [members[i] for i in indices],
+                    indices, config, ds, any_plateau)
+        for g, ((model, family, sizes), indices) in enumerate(keys.items())
+    ]  # fmt: skip
+
+
+def _plan_group(g, model, family, sizes, members, indices, config, ds, any_plateau):
+    n_train = len(ds.x_train)
+    for bs in sizes:
+        if bs > n_train:
+            raise ValueError(
+                f"batch size {bs} is larger than the training set ({n_train} "
+                "examples); lower --batch-sizes or raise --train-size"
+            )
+    modes = {m.weight_decay_mode for m in members}
+    patterns = tuple(dict.fromkeys(p for m in members for p, _ in m.lr_multipliers))
+    spec = TrainSpec(
+        model=model,
+        model_kwargs=config.kwargs_for(model),
+        num_classes=ds.num_classes,
+        image_shape=tuple(ds.x_train.shape[1:]),
+        n_train=n_train,
+        batch_size=int(sizes[0]),
+        optimizer=family,
+        nesterov=config.nesterov,
+        weight_decay_modes=tuple(m for m in optim.WEIGHT_DECAY_MODES if m in modes),
+        decay_mask=config.decay_mask,
+        drop_last=config.drop_last,
+        multiplier_patterns=patterns,
+        control_metric=config.control_metric,
+        **config.control.rules(0.5 if any_plateau else None),
+        eval_batch_size=config.eval_batch_size,
+        strategy=config.strategy,
+        steps_per_call=config.steps_per_call,
+        unroll=config.unroll,
+        devices=config.devices,
+        compute_dtype=config.precision,
+        probes=tuple(p for p in config.probes if p in choices.STEP_PROBES),
+    )
+    epoch_steps = np.asarray(
+        [dataclasses.replace(spec, batch_size=b).steps_per_epoch for b in sizes]
+    )
+    total = int(epoch_steps.sum())
+    evals = set(range(config.eval_every, total + 1, config.eval_every))
+    evals |= {int(e) for e in np.cumsum(epoch_steps)}  # every epoch ends with one
+    plan = GroupPlan(
+        index=g,
+        spec=spec,
+        members=[{"member": i, "recipe": m} for i, m in zip(indices, members)],
+        hp=stack_hparams(
+            [member_hparams(m, n_train, config.epochs, patterns) for m in members]
+        ),
+        batch_sizes=tuple(sizes),
+        epoch_steps=epoch_steps,
+        eval_steps=np.asarray(sorted(evals)),
+    )
+    if patterns:
+        check_multipliers(plan)
+    return plan
+
+
+def check_multipliers(plan: GroupPlan) -> None:
+    """Every LR-multiplier pattern must match a parameter of the model."""
+    paths = optim.param_paths(plan.param_shapes)
+    for pattern in plan.spec.multiplier_patterns:
+        if not any(re.search(pattern, p) for p in paths):
+            raise ValueError(
+                f"lr multiplier pattern {pattern!r} matches no parameter of "
+                f"{plan.spec.model}; its parameters are: {', '.join(paths)}"
+            )

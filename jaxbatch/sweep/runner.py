@@ -1,0 +1,235 @@
+"""A whole sweep: plan the groups, train each, write the tables, finish.
+
+``run(config)`` checks everything it can before anything compiles (the
+results directory, a resume's configuration, the data, the plan, the hooks'
+column names), trains the groups one after another (every epoch
+checkpointed, so ``resume=True`` continues a killed run and ends with the
+same numbers as a run never killed), writes ``members.csv`` as each group
+finishes, then ``history.csv`` and ``arms.csv``, runs the analyses that
+follow a sweep, and draws the figures and the report.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Sequence
+
+import jax
+
+from jaxbatch import choices, data, plots, report, results, xla_flags
+from jaxbatch import tensorboard as tb
+from jaxbatch.config import SweepConfig
+from jaxbatch.engine.caches import enable_compilation_cache
+from jaxbatch.engine.spec import check_placement
+from jaxbatch.sweep import cost, rundir, tables
+from jaxbatch.sweep.control import Control
+from jaxbatch.sweep.group import train_group
+from jaxbatch.sweep.hooks import Hook, check_names
+from jaxbatch.sweep.inputs import device_data, load_data
+from jaxbatch.sweep.measurements import (
+    Evaluation,
+    Interpolation,
+    NoiseScale,
+    Sharpness,
+    StepProbes,
+    WeightStats,
+)  # fmt: skip
+from jaxbatch.sweep.plan import plan_groups
+from jaxbatch.sweep.records import (
+    Checkpoint,
+    Progress,
+    SaveWeights,
+    TensorBoard,
+    Throughput,
+)  # fmt: skip
+from jaxbatch.sweep.state import GroupRun, SweepRun
+
+
+def run(
+    config: SweepConfig,
+    out: str | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    plots: bool = True,
+    dataset: data.Dataset | None = None,
+    tensorboard: bool = False,
+    dry_run: bool = False,
+    report: bool = True,
+    hooks: Sequence[Hook] = (),
+) -> str:
+    """Run a whole sweep and write its results directory; returns its path.
+
+    ``plots``: the standard figures and (with ``report``) ``report.html`` at
+    the end; ``tensorboard``: TensorBoard scalars in ``<out>/tensorboard`` as
+    it trains (needs tensorboardX); ``hooks``: measurements of your own
+    (:mod:`jaxbatch.sweep.hooks`, e.g. :func:`~jaxbatch.sweep.member_metric`),
+    run after the standard ones at each cadence. ``dry_run``: check the
+    configuration, load the data, print and return the sweep's cost (a dict)
+    and stop: nothing is written or trained.
+
+    Raises ValueError before anything compiles for bad values, and when
+    ``resume`` finds a run made with a different configuration. Nothing is
+    written to ``out`` before every check has passed.
+    """
+    hooks = sweep_hooks(config, tensorboard, hooks)
+    sweep = plan_sweep(
+        config, out or rundir.default_out(config.experiment), hooks, resume=resume,
+        progress=progress, dataset=dataset, tensorboard=tensorboard, dry_run=dry_run,
+    )  # fmt: skip
+    if dry_run:  # the cost only: nothing is written, nothing trains
+        return sweep.meta["cost"]
+    groups = train_groups(sweep, hooks)
+    if not sweep.writer:
+        return sweep.out
+    write_tables(sweep, groups, hooks)
+    finish(sweep, hooks, figures=plots, page=plots and report)
+    return sweep.out
+
+
+def sweep_hooks(
+    config: SweepConfig, tensorboard: bool, extra: Sequence[Hook] = ()
+) -> list[Hook]:
+    """The hooks of a sweep, in the order they run at each cadence: evaluation
+    and the probes the config names, the control rules, the user's ``extra``,
+    then checkpoints, throughput, TensorBoard, progress and saved weights, and
+    the analyses after the sweep."""
+    names = config.probes
+    measure = [Evaluation()]
+    if any(p in choices.STEP_PROBES for p in names):
+        measure.append(StepProbes())
+    if "noise_scale" in names:
+        measure.append(NoiseScale(config.probe_size, config.noise_every))
+    measure.append(Control())
+    if "sharpness" in names:
+        measure.append(Sharpness(config.probe_size, tuple(config.sharpness_eps)))
+    if "weights" in names:
+        measure.append(WeightStats())
+    for h in extra:
+        if not isinstance(h, Hook):
+            raise ValueError(f"hooks must be jaxbatch.sweep.Hook objects, got {h!r}")
+    keep = [Checkpoint(), Throughput(), *([TensorBoard()] if tensorboard else []),
+            Progress(), SaveWeights()]  # fmt: skip
+    after = [Interpolation(*config.interpolate)] if config.interpolate else []
+    return [*measure, *extra, *keep, *after]
+
+
+def plan_sweep(
+    config: SweepConfig,
+    out: str,
+    hooks: Sequence[Hook],
+    *,
+    resume: bool,
+    progress: bool,
+    dataset,
+    tensorboard: bool,
+    dry_run: bool,
+) -> SweepRun:
+    """Every check, the data and the plan; then (unless a dry run) the run
+    directory's ``config.json``, the data on the device and the cost."""
+    # The XLA:CPU flags of these models, before anything starts JAX (the
+    # placement check below is the first thing to ask for devices).
+    xla_flags.configure(config.model_list(), devices=config.devices)
+    check_placement(config.devices, config.precision)
+    if not dry_run:
+        rundir.check_out(out, resume)
+    if tensorboard:
+        tb.check_available()
+    if resume and not dry_run:
+        rundir.check_resume(out, config)
+        _check_same_hooks(out, hooks)
+    if config.compile_cache:
+        enable_compilation_cache()
+    ds = dataset or load_data(config)
+    plans = plan_groups(config, ds)  # validates batch sizes against the data
+    tags = {k for plan in plans for m in plan.members for k, _ in m["recipe"].tags}
+    check_names(hooks, plans, tags)
+    sweep = SweepRun(
+        config=config, out=out, dataset=ds, plans=plans, device=None,
+        meta=rundir.describe(config, ds, plans), resume=resume, progress=progress,
+        writer=rundir.is_writer(),
+    )  # fmt: skip
+    sweep.meta["hooks"] = [h.name for h in hooks if not _standard(h)]
+    if dry_run:
+        sweep.device = device_data(ds, plans[0].spec, config)
+        sweep.meta["cost"] = cost.sweep_cost(plans, sweep.device.train)
+        print(cost.cost_line(sweep.meta["cost"]), flush=True)
+        return sweep
+    if config.init_from:
+        run_dir, member = results.parse_run_member(config.init_from)
+        sweep.base = jax.tree.map(
+            jax.numpy.asarray, results.load_params(run_dir, member)
+        )
+        print(f"initialising every member from member {member} of {run_dir}")
+    rundir.sync_hosts("jaxbatch: every host checked the output directory")
+    if not resume and sweep.writer:
+        os.makedirs(out, exist_ok=True)
+        results.write_json(sweep.config_path, sweep.meta)
+    rundir.sync_hosts("jaxbatch: config.json written")
+    sweep.device = device_data(ds, plans[0].spec, config)
+    sweep.meta["cost"] = cost.sweep_cost(plans, sweep.device.train)
+    print(cost.cost_line(sweep.meta["cost"]), flush=True)
+    if sweep.writer:
+        rundir.update_json(sweep.config_path, cost=sweep.meta["cost"])
+    return sweep
+
+
+_STANDARD = (Evaluation, StepProbes, NoiseScale, Control, Sharpness, WeightStats,
+             Checkpoint, Throughput, TensorBoard, Progress, SaveWeights,
+             Interpolation)  # fmt: skip
+
+
+def _standard(h: Hook) -> bool:
+    return type(h) in _STANDARD
+
+
+def _check_same_hooks(out: str, hooks: Sequence[Hook]) -> None:
+    """A resumed run must measure what it measured (its checkpoints hold the
+    hooks' history)."""
+    saved = results.read_json(os.path.join(out, "config.json")).get("hooks", [])
+    now = [h.name for h in hooks if not _standard(h)]
+    if saved != now:
+        raise ValueError(
+            f"--resume: the run in {out} was made with the hooks {saved}, now "
+            f"{now}; resume with the same hooks, or start a new --out"
+        )
+
+
+def train_groups(sweep: SweepRun, hooks: Sequence[Hook]) -> list[GroupRun]:
+    """Train the groups one after another; ``members.csv`` is rewritten after
+    every group, so a run stopped later keeps the groups that finished."""
+    columns = tables.member_columns(sweep.plans, hooks)
+    groups, rows = [], []
+    for plan in sweep.plans:
+        g = train_group(plan, sweep, hooks)
+        rows += tables.member_rows(g, hooks)
+        g.release()  # the device state: the tables need the history only
+        groups.append(g)
+        if sweep.writer:
+            rundir.update_json(sweep.config_path, cost=sweep.meta["cost"])
+            rows.sort(key=lambda r: r["member"])
+            results.write_csv(os.path.join(sweep.out, "members.csv"), columns, rows)
+    return groups
+
+
+def write_tables(sweep: SweepRun, groups: Sequence[GroupRun], hooks) -> None:
+    results.write_csv(
+        os.path.join(sweep.out, "history.csv"),
+        tables.history_columns(groups, hooks),
+        itertools.chain.from_iterable(tables.history_rows(g, hooks) for g in groups),
+    )
+    tables.write_arms(sweep.out)
+
+
+def finish(
+    sweep: SweepRun, hooks: Sequence[Hook], *, figures: bool, page: bool
+) -> None:
+    """The analyses that follow a sweep (the hooks' ``after_sweep``), then the
+    standard figures and ``report.html``."""
+    for h in hooks:
+        h.after_sweep(sweep)
+    if figures:
+        plots.save_all(sweep.out)
+    if page:
+        report.build(sweep.out)
