@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from jaxbatch import results, stats
-from jaxbatch.columns import summary_columns
+from jaxbatch.columns import measured_columns, summary_columns
 
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;
@@ -317,11 +317,12 @@ def _arms_html(members: Mapping) -> str:
     if all(r["seeds"] == 1 for r in rows):
         return ""
     keys = stats.varying_fields(members)
+    measured = measured_columns(members)
     shown = []
     for r in rows:
         row = {k: r[k] for k in keys}
         row["seeds"], row["diverged"] = r["seeds"], r["diverged"]
-        for col in ("test_acc", "best_val_acc", "gap_acc", "gap_loss"):
+        for col in ("test_acc", "best_val_acc", "gap_acc", "gap_loss", *measured):
             if col in r:
                 row[col] = r[col]
                 row[f"{col} ±95%"] = r[f"{col}_ci"]
