@@ -1,13 +1,13 @@
 """``python -m experiments``: every experiment, its claim and its quick runtime.
 
-Reads each module's ``CLAIM`` and ``QUICK_S`` without importing it (no JAX
-start-up), so the list prints at once.
+Reads each module's declaration (``EXPERIMENT``); importing a module starts no
+JAX backend.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
+import importlib
 import os
 import sys
 import textwrap
@@ -16,38 +16,26 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NOT_EXPERIMENTS = {"__init__", "__main__", "suite", "gallery"}
 
 
-def _constants(path: str) -> dict:
-    tree = ast.parse(open(path, encoding="utf-8").read())
-    out = {"doc": ast.get_docstring(tree) or ""}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-            if isinstance(target, ast.Name) and target.id in (
-                "CLAIM", "HEADLINE", "QUICK_S",
-            ):  # fmt: skip
-                out[target.id] = ast.literal_eval(node.value)
+def experiments() -> list:
+    """The ``Experiment`` of every module here, by name."""
+    out = []
+    for file in sorted(os.listdir(HERE)):
+        name, ext = os.path.splitext(file)
+        if ext == ".py" and name not in NOT_EXPERIMENTS:
+            module = importlib.import_module(f"experiments.{name}")
+            if hasattr(module, "EXPERIMENT"):
+                out.append(module.EXPERIMENT)
     return out
 
 
 def catalog() -> list[dict]:
     """``[{"name", "claim", "headline", "quick_s", "title"}]`` of every
-    experiment module, by name."""
-    out = []
-    for file in sorted(os.listdir(HERE)):
-        name, ext = os.path.splitext(file)
-        if ext != ".py" or name in NOT_EXPERIMENTS:
-            continue
-        c = _constants(os.path.join(HERE, file))
-        if "CLAIM" not in c:
-            continue
-        out.append({
-            "name": name,
-            "claim": c["CLAIM"],
-            "headline": tuple(c.get("HEADLINE", ())),
-            "quick_s": c.get("QUICK_S"),
-            "title": c["doc"].split("\n")[0],
-        })  # fmt: skip
-    return out
+    experiment, by name."""
+    return [
+        {"name": e.name, "claim": e.claim, "headline": e.headline,
+         "quick_s": e.quick_s, "title": e.title}
+        for e in experiments()
+    ]  # fmt: skip
 
 
 def duration(seconds) -> str:

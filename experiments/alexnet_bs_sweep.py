@@ -34,49 +34,47 @@ history.csv, config.json, plots/, report.html and checkpoints/;
 ``plots/accuracy_vs_lr.png`` is the headline figure.
 """
 
-from jaxbatch import cli
+from jaxbatch.experiment import Experiment, derive
 
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = (
-    "Batch 32 generalizes better than batch 64 at LR 0.01 and 0.02 under step decay, "
-    "and validation loss turns up while training loss keeps falling (overfitting)."
+# Small enough for a 2-core CPU in under 5 minutes, large enough to overfit.
+QUICK = dict(
+    model="alexnet_small",
+    model_kwargs=(("width", 0.25),),
+    batch_sizes=(32, 64),
+    lrs=(0.01, 0.02),
+    seeds=(0, 1, 2),  # one seed cannot tell batch 32 from 64 (1.4-2.5 points)
+    momentums=(0.9,),
+    train_size=2000,
+    val_size=1000,
+    epochs=10,
+    eval_every=20,
 )
-HEADLINE = ("accuracy_vs_lr.png", "val_accuracy.png", "loss_bs32.png")
-QUICK_S = 309
-
 PRESETS = {
-    # Small enough for a 2-core CPU in under 5 minutes, large enough to overfit.
-    "quick": dict(
-        model="alexnet_small",
-        model_kwargs=(("width", 0.25),),
-        batch_sizes=(32, 64),
-        lrs=(0.01, 0.02),
-        seeds=(0, 1, 2),  # one seed cannot tell batch 32 from 64 (1.4-2.5 points)
-        momentums=(0.9,),
-        train_size=2000,
-        val_size=1000,
-        epochs=10,
-        eval_every=20,
-    ),
+    "quick": QUICK,
     # The reference schedule: 100 epochs, 9000/1000, step decay at half of training.
-    "paper": dict(
-        model="alexnet_small",
-        batch_sizes=(32, 64),
-        lrs=(0.01, 0.02),
-        momentums=(0.9,),
+    "paper": derive(
+        QUICK,
+        model_kwargs=(),
+        seeds=(0,),
         train_size=9000,
-        val_size=1000,
         epochs=100,
         eval_every=10,
         gamma=0.1,
-    ),
+    ),  # fmt: skip
 }
 
-
-def main(argv=None):
-    return cli.main("alexnet_bs_sweep", __doc__, PRESETS, argv)
-
+EXPERIMENT = Experiment(
+    name="alexnet_bs_sweep",
+    doc=__doc__,
+    claim=(
+        "Batch 32 generalizes better than batch 64 at LR 0.01 and 0.02 under step "
+        "decay, and validation loss turns up while training loss keeps falling "
+        "(overfitting)."
+    ),
+    quick_s=309,
+    presets=PRESETS,
+    headline=("accuracy_vs_lr.png", "val_accuracy.png", "loss_bs32.png"),
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

@@ -41,17 +41,8 @@ accuracy, train-test gap and sharpness against batch size, and the
 interpolation line.
 """
 
-from jaxbatch import cli
+from jaxbatch.experiment import Experiment
 from jaxbatch.plots import probes as probe_plots
-
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = (
-    "Accuracy falls as the batch grows, because large batches converge to sharp "
-    "minima (Keskar et al., 2017)."
-)
-HEADLINE = ("batch_generalization.png",)
-QUICK_S = 107
 
 SIZES = (16, 32, 64, 128, 256, 512, 1024)
 SEEDS = (0, 1, 2)
@@ -97,9 +88,18 @@ PRESETS = {
 FIGURES = {"batch_generalization.png": probe_plots.batch_generalization}
 
 
-def main(argv=None):
-    return cli.main("batch_generalization", __doc__, PRESETS, argv, figures=FIGURES)
-
+EXPERIMENT = Experiment(
+    name="batch_generalization",
+    doc=__doc__,
+    claim=(
+        "Accuracy falls as the batch grows, because large batches converge to sharp "
+        "minima (Keskar et al., 2017)."
+    ),
+    quick_s=107,
+    presets=PRESETS,
+    headline=("batch_generalization.png",),
+    figures=FIGURES,
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

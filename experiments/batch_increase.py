@@ -31,17 +31,9 @@ train together. ``members.csv`` has the columns ``arm``, ``batch_schedule``
 (e.g. ``x5 at 6 12``) and ``steps`` (updates taken).
 """
 
-from jaxbatch import cli, recipes
+from jaxbatch import recipes, report, results
+from jaxbatch.experiment import Experiment
 from jaxbatch.plots import comparisons
-
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = (
-    "Increasing the batch size instead of decaying the LR reaches the same accuracy "
-    "in fewer parameter updates (Smith et al., 2018)."
-)
-HEADLINE = ("batch_increase_curves.png", "batch_increase_summary.png")
-QUICK_S = 63
 
 
 def arms(milestones: tuple[int, ...], factor: float):
@@ -95,17 +87,22 @@ FIGURES = {
 
 def verdict(out):
     """Each arm against decaying the LR: accuracy and updates."""
-    import os
-
-    from jaxbatch import report, results
-
-    members = results.read_csv(os.path.join(out, "members.csv"))
-    return report.versus(members, "arm", "decay LR")
+    return report.versus(results.read_members(out), "arm", "decay LR")
 
 
-def main(argv=None):
-    return cli.main("batch_increase", __doc__, PRESETS, argv, figures=FIGURES)
-
+EXPERIMENT = Experiment(
+    name="batch_increase",
+    doc=__doc__,
+    claim=(
+        "Increasing the batch size instead of decaying the LR reaches the same "
+        "accuracy in fewer parameter updates (Smith et al., 2018)."
+    ),
+    quick_s=63,
+    presets=PRESETS,
+    headline=("batch_increase_curves.png", "batch_increase_summary.png"),
+    figures=FIGURES,
+    verdict=verdict,
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

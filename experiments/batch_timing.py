@@ -28,28 +28,18 @@ machine you want to know about: ``--models``, ``--batch-sizes`` and
 ``--n-train`` change the cells.
 """
 
-from jaxbatch import timing
-from jaxbatch.plots import probes as probe_plots
+import os
 
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = (
-    "Larger batches make an epoch faster until the device is full: time per update "
-    "and per epoch against batch size."
-)
-HEADLINE = ("batch_timing.png",)
-QUICK_S = 82
+import numpy as np
+
+from jaxbatch import results
+from jaxbatch.experiment import Experiment
+from jaxbatch.plots import probes as probe_plots
 
 
 def verdict(out):
     """Per model: the update time at the smallest and largest batch and the
     batch size with the fastest epoch (``timing.csv``)."""
-    import os
-
-    import numpy as np
-
-    from jaxbatch import results
-
     t = results.read_csv(os.path.join(out, "timing.csv"))
     lines = []
     for model in dict.fromkeys(t["model"]):
@@ -92,9 +82,20 @@ PRESETS = {
 FIGURES = {"batch_timing.png": probe_plots.batch_timing}
 
 
-def main(argv=None):
-    return timing.main("batch_timing", __doc__, PRESETS, argv, figures=FIGURES)
-
+EXPERIMENT = Experiment(
+    name="batch_timing",
+    doc=__doc__,
+    claim=(
+        "Larger batches make an epoch faster until the device is full: time per "
+        "update and per epoch against batch size."
+    ),
+    quick_s=82,
+    presets=PRESETS,
+    headline=("batch_timing.png",),
+    figures=FIGURES,
+    verdict=verdict,
+    timing=True,
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

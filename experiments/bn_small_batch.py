@@ -34,49 +34,40 @@ size for both models (mean of 3 seeds, band: 95% interval), and the train
 (eval mode) minus test gap.
 """
 
-from jaxbatch import cli
-from jaxbatch.plots import probes as probe_plots
+import numpy as np
 
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = (
-    "BatchNorm breaks down at tiny batches (2-8 images), where a net without it does "
-    "better."
-)
-HEADLINE = ("bn_small_batch.png",)
-QUICK_S = 273
+from jaxbatch import results, stats
+from jaxbatch.experiment import Experiment, derive
+from jaxbatch.plots import probes as probe_plots
 
 SIZES = (2, 4, 8, 16, 64, 256)
 
+QUICK = dict(
+    models=("simple_cnn", "simple_cnn_bn"),
+    model_kwargs=(("width", 0.5),),
+    batch_sizes=SIZES,
+    lrs=(0.02,),
+    lr_scaling="linear",
+    base_batch_size=64,
+    momentums=(0.9,),
+    schedule="constant",
+    seeds=(0, 1, 2),
+    train_size=4000,
+    val_size=1000,
+    epochs=2,
+    eval_every=10**6,
+)
 PRESETS = {
-    "quick": dict(
-        models=("simple_cnn", "simple_cnn_bn"),
-        model_kwargs=(("width", 0.5),),
-        batch_sizes=SIZES,
-        lrs=(0.02,),
-        lr_scaling="linear",
-        base_batch_size=64,
-        momentums=(0.9,),
-        schedule="constant",
-        seeds=(0, 1, 2),
-        train_size=4000,
-        val_size=1000,
-        epochs=2,
-        eval_every=10**6,
-    ),
-    "paper": dict(
-        models=("simple_cnn", "simple_cnn_bn"),
+    "quick": QUICK,
+    # Full-width nets on the whole training split, from batch 2 to 256.
+    "paper": derive(
+        QUICK,
+        model_kwargs=(),
         batch_sizes=(2, 4, 8, 16, 32, 64, 128, 256),
-        lrs=(0.02,),
-        lr_scaling="linear",
-        base_batch_size=64,
-        momentums=(0.9,),
-        schedule="constant",
-        seeds=(0, 1, 2),
+        train_size=None,
         val_size=6000,
         epochs=10,
-        eval_every=10**6,
-    ),
+    ),  # fmt: skip
 }
 
 FIGURES = {"bn_small_batch.png": probe_plots.bn_small_batch}
@@ -84,17 +75,10 @@ FIGURES = {"bn_small_batch.png": probe_plots.bn_small_batch}
 
 def verdict(out):
     """BatchNorm minus no BatchNorm, test accuracy, at every batch size."""
-    import os
-
-    import numpy as np
-
-    from jaxbatch import results, stats
-
-    m = results.read_csv(os.path.join(out, "members.csv"))
-    ok = ~stats.diverged(m)
+    m = results.read_members(out, healthy=True)
     parts = []
     for b in sorted(set(m["batch_size"])):
-        at = ok & (m["batch_size"] == b)
+        at = m["batch_size"] == b
         d, half = stats.difference(
             m["test_acc"][at & (m["model"] == "simple_cnn_bn")],
             m["test_acc"][at & (m["model"] == "simple_cnn")],
@@ -108,9 +92,19 @@ def verdict(out):
     ]
 
 
-def main(argv=None):
-    return cli.main("bn_small_batch", __doc__, PRESETS, argv, figures=FIGURES)
-
+EXPERIMENT = Experiment(
+    name="bn_small_batch",
+    doc=__doc__,
+    claim=(
+        "BatchNorm breaks down at tiny batches (2-8 images), where a net without it "
+        "does better."
+    ),
+    quick_s=273,
+    presets=PRESETS,
+    headline=("bn_small_batch.png",),
+    figures=FIGURES,
+    verdict=verdict,
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

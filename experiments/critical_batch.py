@@ -40,51 +40,42 @@ target against batch size, with perfect scaling, the fit, ``B_crit`` and
 
 import os
 
-from jaxbatch import cli, critical, results
+from jaxbatch import critical, results
+from jaxbatch.experiment import Experiment, derive
 from jaxbatch.plots import probes as probe_plots
-
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = (
-    "Past a critical batch size, doubling the batch no longer halves the steps to a "
-    "target, and the gradient noise scale predicts where (McCandlish et al., 2018)."
-)
-HEADLINE = ("critical_batch.png",)
-QUICK_S = 201
 
 TARGET = 0.82
 
+QUICK = dict(
+    model="mlp",
+    model_kwargs=(("hidden", (128,)),),
+    batch_sizes=(16, 64, 256, 1024),
+    lrs=(0.003, 0.01, 0.03, 0.1, 0.3),
+    momentums=(0.9,),
+    schedule="constant",
+    seeds=(0, 1, 2),
+    probes=("noise_scale",),
+    probe_size=1024,
+    noise_every=5,
+    strategy="vmap",
+    train_size=5000,
+    val_size=1000,
+    epochs=40,
+    eval_every=20,
+)
 PRESETS = {
-    "quick": dict(
-        model="mlp",
-        model_kwargs=(("hidden", (128,)),),
-        batch_sizes=(16, 64, 256, 1024),
-        lrs=(0.003, 0.01, 0.03, 0.1, 0.3),
-        momentums=(0.9,),
-        schedule="constant",
-        seeds=(0, 1, 2),
-        probes=("noise_scale",),
-        probe_size=1024,
-        noise_every=5,
-        strategy="vmap",
-        train_size=5000,
-        val_size=1000,
-        epochs=40,
-        eval_every=20,
-    ),
-    "paper": dict(
+    "quick": QUICK,
+    # A small CNN on the whole training split, batch 16 .. 4096.
+    "paper": derive(
+        QUICK,
         model="simple_cnn",
+        model_kwargs=(),
         batch_sizes=(16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
         lrs=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3),
-        momentums=(0.9,),
-        schedule="constant",
-        seeds=(0, 1, 2),
-        probes=("noise_scale",),
-        noise_every=5,
+        strategy="auto",
+        train_size=None,
         val_size=6000,
-        epochs=40,
-        eval_every=20,
-    ),
+    ),  # fmt: skip
 }
 
 FIGURES = {"critical_batch.png": probe_plots.critical_batch}
@@ -112,11 +103,21 @@ def verdict(out):
     return [_sentence(results.read_json(os.path.join(out, "critical_batch.json")))]
 
 
-def main(argv=None):
-    return cli.main(
-        "critical_batch", __doc__, PRESETS, argv, figures=FIGURES, after=analyse
-    )
-
+EXPERIMENT = Experiment(
+    name="critical_batch",
+    doc=__doc__,
+    claim=(
+        "Past a critical batch size, doubling the batch no longer halves the steps to"
+        " a target, and the gradient noise scale predicts where (McCandlish et al., "
+        "2018)."
+    ),
+    quick_s=201,
+    presets=PRESETS,
+    headline=("critical_batch.png",),
+    figures=FIGURES,
+    verdict=verdict,
+    analyse=analyse,
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

@@ -45,17 +45,9 @@ weights per arm (every seed, mean and 95% interval), and the validation loss
 curves with each arm's stop points and best points marked.
 """
 
-from jaxbatch import recipes, tasks
+from jaxbatch import recipes
+from jaxbatch.experiment import Experiment
 from jaxbatch.plots import regularization as reg
-
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = (
-    "Stopping when validation stalls and keeping the best weights beats training to "
-    "the end; so does halving the LR on a plateau."
-)
-HEADLINE = ("early_stopping.png",)
-QUICK_S = 115
 
 NEVER = 10**6  # a patience longer than any run: never stops, keeps the best
 
@@ -124,9 +116,19 @@ def stages(config_for, out, preset):
 FIGURES = {"early_stopping.png": reg.early_stopping}
 
 
-def main(argv=None):
-    return tasks.main("early_stopping", __doc__, PRESETS, argv, stages, figures=FIGURES)
-
+EXPERIMENT = Experiment(
+    name="early_stopping",
+    doc=__doc__,
+    claim=(
+        "Stopping when validation stalls and keeping the best weights beats training "
+        "to the end; so does halving the LR on a plateau."
+    ),
+    quick_s=115,
+    presets=PRESETS,
+    headline=("early_stopping.png",),
+    figures=FIGURES,
+    stages=stages,
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

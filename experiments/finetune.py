@@ -50,16 +50,8 @@ right, and the test accuracy of every seed per recipe.
 import os
 
 from jaxbatch import recipes, tasks
+from jaxbatch.experiment import Experiment
 from jaxbatch.plots import regularization as reg
-
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = (
-    "Fine-tuning with few examples works best with small or per-layer LRs (and a bias "
-    "LR x2), better than one uniform LR, the head alone, or training from scratch."
-)
-HEADLINE = ("finetune.png",)
-QUICK_S = 59
 
 PRETRAIN_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
@@ -158,12 +150,23 @@ def stages(config_for, out, preset):
 
 
 FIGURES = {"finetune.png": reg.finetune_curves}
-VERDICT_SWEEPS = ("finetune", "scratch")  # the report ranks these (same task)
 
 
-def main(argv=None):
-    return tasks.main("finetune", __doc__, PRESETS, argv, stages, figures=FIGURES)
-
+EXPERIMENT = Experiment(
+    name="finetune",
+    doc=__doc__,
+    claim=(
+        "Fine-tuning with few examples works best with small or per-layer LRs (and a "
+        "bias LR x2), better than one uniform LR, the head alone, or training from "
+        "scratch."
+    ),
+    quick_s=59,
+    presets=PRESETS,
+    headline=("finetune.png",),
+    figures=FIGURES,
+    stages=stages,
+    verdict_sweeps=("finetune", "scratch"),
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

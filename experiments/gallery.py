@@ -71,7 +71,7 @@ def build(suite_dir: str, readme: str, out_dir: str) -> list[str]:
             continue
         dst = os.path.join(out_dir, f"{e['name']}.png")
         shrink(fig, dst)
-        verdict = _verdict(report)
+        verdict = _verdict(os.path.dirname(report))
         sentence = verdict[0] if verdict else ""
         for more in verdict[1:]:  # more sentences while the entry stays short
             if len(sentence) + len(more) > 400:

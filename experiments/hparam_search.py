@@ -37,18 +37,11 @@ accuracy of their final parameters; the test split is only reported.
 """
 
 import jax
+import numpy as np
 
-from jaxbatch import cli, recipes
+from jaxbatch import recipes, results
+from jaxbatch.experiment import Experiment, derive
 from jaxbatch.plots import search
-
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = (
-    "Log-uniform random search finds better hyperparameters than a grid with the same "
-    "budget (Bergstra and Bengio, 2012)."
-)
-HEADLINE = ("search_progress.png",)
-QUICK_S = 74
 
 GRID_LRS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 GRID_WDS = (1e-6, 1e-4, 1e-2)
@@ -76,27 +69,26 @@ COMMON = dict(
 
 N_TRIALS = len(GRID_LRS) * len(GRID_WDS) * len(GRID_MOMENTUMS)
 
-PRESETS = {
+
+def presets() -> dict:
+    """The presets, built when first asked for (the random draws run JAX,
+    which importing this module must not start)."""
+    members = search_members(N_TRIALS, draw_seed=0)
     # 81 + 81 trials, MLP 784-128-10, 5 epochs of 4000 images.
-    "quick": dict(
+    quick = dict(
         **COMMON,
         model_kwargs=(("hidden", (128,)),),
-        recipes=search_members(N_TRIALS, draw_seed=0),
+        recipes=members,
         train_size=4000,
         val_size=1000,
         epochs=5,
         eval_every=10**6,  # only at the end of every epoch
-    ),
+    )
     # The whole training split, a wider net, 20 epochs.
-    "paper": dict(
-        **COMMON,
-        model_kwargs=(("hidden", (256,)),),
-        recipes=search_members(N_TRIALS, draw_seed=0),
-        val_size=6000,
-        epochs=20,
-        eval_every=10**6,
-    ),
-}
+    paper = derive(quick, model_kwargs=(("hidden", (256,)),), train_size=None,
+                   val_size=6000, epochs=20)  # fmt: skip
+    return {"quick": quick, "paper": paper}
+
 
 FIGURES = {"search_progress.png": search.search_progress}
 
@@ -104,19 +96,12 @@ FIGURES = {"search_progress.png": search.search_progress}
 def verdict(out):
     """Grid against random: the expected best of a few trials, the best of
     the whole budget (and its test accuracy), the trials above 80%."""
-    import os
-
-    import numpy as np
-
-    from jaxbatch import results
-    from jaxbatch.plots.search import _search_values, best_so_far
-
-    m = results.read_csv(os.path.join(out, "members.csv"))
-    values = _search_values(m, "final_val_acc", 0.1)
+    m = results.read_members(out)
+    values = search._search_values(m, "final_val_acc", 0.1)
     parts, full = [], []
     for name in ("random", "grid"):
         sel = m["search"].astype(str) == name
-        curve = best_so_far(values[sel])
+        curve = search.best_so_far(values[sel])
         top = np.flatnonzero(sel)[np.argmax(values[sel])]
         parts.append(
             f"{name} {100 * curve['mean'][1]:.1f} / {100 * curve['mean'][7]:.1f}"
@@ -133,9 +118,19 @@ def verdict(out):
     ]
 
 
-def main(argv=None):
-    return cli.main("hparam_search", __doc__, PRESETS, argv, figures=FIGURES)
-
+EXPERIMENT = Experiment(
+    name="hparam_search",
+    doc=__doc__,
+    claim=(
+        "Log-uniform random search finds better hyperparameters than a grid with the "
+        "same budget (Bergstra and Bengio, 2012)."
+    ),
+    quick_s=74,
+    presets=presets,
+    headline=("search_progress.png",),
+    figures=FIGURES,
+    verdict=verdict,
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

@@ -33,14 +33,9 @@ both forms, each suggestion and divergence marked.
 
 import os
 
-from jaxbatch import lr_range, results, tasks
+from jaxbatch import lr_range, results
+from jaxbatch.experiment import Experiment
 from jaxbatch.plots import probes as probe_plots
-
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = "The LR range test (Smith, 2017) finds a good learning rate in one short run."
-HEADLINE = ("lr_range.png",)
-QUICK_S = 34
 
 SEEDS = (0, 1, 2)
 
@@ -109,11 +104,20 @@ def verdict(out):
 FIGURES = {"lr_range.png": probe_plots.lr_range_test}
 
 
-def main(argv=None):
-    return tasks.main(
-        "lr_range_test", __doc__, PRESETS, argv, stages, FIGURES, after=analyse
-    )
-
+EXPERIMENT = Experiment(
+    name="lr_range_test",
+    doc=__doc__,
+    claim=(
+        "The LR range test (Smith, 2017) finds a good learning rate in one short run."
+    ),
+    quick_s=34,
+    presets=PRESETS,
+    headline=("lr_range.png",),
+    figures=FIGURES,
+    verdict=verdict,
+    analyse=analyse,
+    stages=stages,
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

@@ -38,17 +38,9 @@ and ``k`` (batch size / B0), and the recipe columns ``lr``,
 ``warmup_epochs`` and ``warmup_start``.
 """
 
-from jaxbatch import cli, recipes
+from jaxbatch import recipes, results, stats
+from jaxbatch.experiment import Experiment
 from jaxbatch.plots import search
-
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = (
-    "Scale the LR linearly with the batch size, with a gradual warmup (Goyal et al., "
-    "2017), rather than by its square root or not at all."
-)
-HEADLINE = ("lr_scaling.png", "lr_scaling_curves.png")
-QUICK_S = 84
 
 
 def scaling_members(
@@ -124,16 +116,11 @@ FIGURES = {
 def verdict(out):
     """Each rule at the largest batch, with and without warmup, against the
     base batch (test accuracy, mean ± 95% t-interval)."""
-    import os
-
-    from jaxbatch import results, stats
-
-    m = results.read_csv(os.path.join(out, "members.csv"))
-    ok = ~stats.diverged(m)
+    m = results.read_members(out, healthy=True)
     k = m["k"].max()
 
     def acc(sel):
-        mean, half, _ = stats.seed_stats(m["test_acc"][ok & sel])
+        mean, half, _ = stats.seed_stats(m["test_acc"][sel])
         return f"{100 * mean:.1f} ± {100 * half:.1f}"
 
     base = acc(m["k"] == 1)
@@ -150,9 +137,19 @@ def verdict(out):
     ]
 
 
-def main(argv=None):
-    return cli.main("lr_scaling", __doc__, PRESETS, argv, figures=FIGURES)
-
+EXPERIMENT = Experiment(
+    name="lr_scaling",
+    doc=__doc__,
+    claim=(
+        "Scale the LR linearly with the batch size, with a gradual warmup (Goyal et "
+        "al., 2017), rather than by its square root or not at all."
+    ),
+    quick_s=84,
+    presets=PRESETS,
+    headline=("lr_scaling.png", "lr_scaling_curves.png"),
+    figures=FIGURES,
+    verdict=verdict,
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

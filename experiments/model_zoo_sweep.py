@@ -33,55 +33,53 @@ epochs at LR 0.01. Output as in ``alexnet_bs_sweep`` (members.csv has a
 ``model`` column).
 """
 
-from jaxbatch import cli
-
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = (
-    "At one recipe (batch 64, LR 0.01, step decay), AlexNet, SqueezeNet, MobileNetV1 "
-    "and MobileNetV2 differ in how fast they fit and how much they overfit."
-)
-HEADLINE = ("model_comparison.png", "summary.png")
-QUICK_S = 849
+from jaxbatch.experiment import Experiment, derive
 
 MODELS = ("alexnet_small", "squeezenet1_1", "mobilenet_v1", "mobilenet_v2")
 
-PRESETS = {
-    # Narrow nets at Fashion-MNIST's 28 px, sized for a 2-core CPU.
-    "quick": dict(
-        models=MODELS,
-        model_options=(
-            ("alexnet_small", (("width", 0.25),)),
-            ("mobilenet_v1", (("alpha", 0.5),)),
-            ("mobilenet_v2", (("width_mult", 0.5),)),
-        ),
-        batch_sizes=(64,),
-        lrs=(0.01,),
-        seeds=(0, 1, 2),
-        momentums=(0.9,),
-        train_size=2000,
-        val_size=1000,
-        epochs=6,
-        eval_every=25,
+# Narrow nets at Fashion-MNIST's 28 px, sized for a 2-core CPU.
+QUICK = dict(
+    models=MODELS,
+    model_options=(
+        ("alexnet_small", (("width", 0.25),)),
+        ("mobilenet_v1", (("alpha", 0.5),)),
+        ("mobilenet_v2", (("width_mult", 0.5),)),
     ),
+    batch_sizes=(64,),
+    lrs=(0.01,),
+    seeds=(0, 1, 2),
+    momentums=(0.9,),
+    train_size=2000,
+    val_size=1000,
+    epochs=6,
+    eval_every=25,
+)
+PRESETS = {
+    "quick": QUICK,
     # The reference schedule: 100 epochs, 9000/1000, evaluation every 10 steps.
-    "paper": dict(
-        models=MODELS,
+    "paper": derive(
+        QUICK,
+        model_options=(),
         model_kwargs=(("small_input", True),),
-        batch_sizes=(64,),
-        lrs=(0.01,),
-        momentums=(0.9,),
+        seeds=(0,),
         train_size=9000,
-        val_size=1000,
         epochs=100,
         eval_every=10,
-    ),
+    ),  # fmt: skip
 }
 
-
-def main(argv=None):
-    return cli.main("model_zoo_sweep", __doc__, PRESETS, argv)
-
+EXPERIMENT = Experiment(
+    name="model_zoo_sweep",
+    doc=__doc__,
+    claim=(
+        "At one recipe (batch 64, LR 0.01, step decay), AlexNet, SqueezeNet, "
+        "MobileNetV1 and MobileNetV2 differ in how fast they fit and how much they "
+        "overfit."
+    ),
+    quick_s=849,
+    presets=PRESETS,
+    headline=("model_comparison.png", "summary.png"),
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

@@ -32,21 +32,9 @@ The paper preset uses the notes' epoch counts over 60 epochs at two batch
 sizes (one group each).
 """
 
-from jaxbatch import cli, recipes
+from jaxbatch import recipes, report, results
+from jaxbatch.experiment import Experiment
 from jaxbatch.plots import comparisons
-
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = (
-    "A decaying LR (step, exponential, 1/t, reduce-on-plateau) beats a constant one; "
-    "which decay matters less."
-)
-HEADLINE = (
-    "schedule_test_accuracy.png",
-    "schedule_val_accuracy.png",
-    "lr_schedules.png",
-)
-QUICK_S = 78
 
 
 def schedule_members(long_step_epochs: float, exp_k: float, inv_k: float):
@@ -120,18 +108,28 @@ FIGURES = {
 
 def verdict(out):
     """Each schedule against the constant LR (test accuracy)."""
-    import os
-
-    from jaxbatch import report, results
-
-    members = results.read_csv(os.path.join(out, "members.csv"))
+    members = results.read_members(out)
     lines = report.versus(members, "schedule_name", "constant")
     return sorted(lines, key=lambda line: -float(line.split("%")[0].split()[-1]))
 
 
-def main(argv=None):
-    return cli.main("schedule_comparison", __doc__, PRESETS, argv, figures=FIGURES)
-
+EXPERIMENT = Experiment(
+    name="schedule_comparison",
+    doc=__doc__,
+    claim=(
+        "A decaying LR (step, exponential, 1/t, reduce-on-plateau) beats a constant "
+        "one; which decay matters less."
+    ),
+    quick_s=78,
+    presets=PRESETS,
+    headline=(
+        "schedule_test_accuracy.png",
+        "schedule_val_accuracy.png",
+        "lr_schedules.png",
+    ),
+    figures=FIGURES,
+    verdict=verdict,
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

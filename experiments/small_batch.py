@@ -28,17 +28,11 @@ size (colour: batch size), and the best test accuracy and the width of the
 range of ``η̃`` within 2 points of it, against batch size.
 """
 
-from jaxbatch import cli, recipes
-from jaxbatch.plots import probes as probe_plots
+import numpy as np
 
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = (
-    "Small batches (2-32) train best and tolerate the widest range of learning rates "
-    "(Masters and Luschi, 2018)."
-)
-HEADLINE = ("small_batch.png",)
-QUICK_S = 208
+from jaxbatch import recipes, results, stats
+from jaxbatch.experiment import Experiment
+from jaxbatch.plots import probes as probe_plots
 
 SIZES = (2, 8, 32, 128, 512)
 ETAS = tuple(2.0**-k for k in range(13, 4, -1))
@@ -88,20 +82,12 @@ FIGURES = {"small_batch.png": probe_plots.small_batch}
 def verdict(out, within: float = 0.02):
     """Per batch size: the best test accuracy over the base LRs (mean of
     seeds) and how wide the range of base LRs within 2 points of it is."""
-    import os
-
-    import numpy as np
-
-    from jaxbatch import results, stats
-
-    m = results.read_csv(os.path.join(out, "members.csv"))
-    ok = ~stats.diverged(m)
+    m = results.read_members(out, healthy=True)
     parts = []
     for b in sorted(set(m["batch_size"])):
         etas = sorted(set(m["eta"][m["batch_size"] == b]))
         means = np.array([
-            stats.seed_stats(m["test_acc"][ok & (m["batch_size"] == b)
-                                           & (m["eta"] == e)])[0]
+            stats.seed_stats(m["test_acc"][(m["batch_size"] == b) & (m["eta"] == e)])[0]
             for e in etas
         ])  # fmt: skip
         means = np.nan_to_num(means, nan=0.0)
@@ -114,9 +100,19 @@ def verdict(out, within: float = 0.02):
     ]
 
 
-def main(argv=None):
-    return cli.main("small_batch", __doc__, PRESETS, argv, figures=FIGURES)
-
+EXPERIMENT = Experiment(
+    name="small_batch",
+    doc=__doc__,
+    claim=(
+        "Small batches (2-32) train best and tolerate the widest range of learning "
+        "rates (Masters and Luschi, 2018)."
+    ),
+    quick_s=208,
+    presets=PRESETS,
+    headline=("small_batch.png",),
+    figures=FIGURES,
+    verdict=verdict,
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

@@ -20,7 +20,6 @@ import argparse
 import html
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -28,13 +27,10 @@ import time
 from experiments.__main__ import catalog, duration
 
 
-def _verdict(report_path: str) -> list[str]:
-    """The verdict sentences of a written report."""
-    text = open(report_path, encoding="utf-8").read()
-    block = re.search(r'<div class="verdict">(.*?)</div>', text, re.S)
-    if not block:
-        return []
-    return [html.unescape(v) for v in re.findall(r"<li>(.*?)</li>", block.group(1))]
+def _verdict(run_dir: str) -> list[str]:
+    """The verdict sentences an experiment's run wrote (``verdict.json``)."""
+    path = os.path.join(run_dir, "verdict.json")
+    return json.load(open(path)).get("verdict", []) if os.path.isfile(path) else []
 
 
 def index_html(root: str, entries: list[dict]) -> str:
@@ -146,7 +142,7 @@ def main(argv=None) -> int:
                 "ok" if rc == 0 else f"failed (exit {rc}, see {e['name']}.log)"
             )
             if rc == 0 and os.path.isfile(report):
-                e["verdict"] = _verdict(report)
+                e["verdict"] = _verdict(out)
             print(f"{e['status']} in {duration(e['wall_s'])}", flush=True)
             done[e["name"]] = {
                 k: e[k] for k in ("wall_s", "status", "verdict") if k in e

@@ -32,49 +32,43 @@ line dashed; and the final test accuracy of each LR against its median
 ratio of the last epoch.
 """
 
-from jaxbatch import cli
-from jaxbatch.plots import probes as probe_plots
+import numpy as np
 
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = "A good learning rate makes each update about 1e-3 of the weights' norm."
-HEADLINE = ("update_ratio.png",)
-QUICK_S = 19
+from jaxbatch import results, stats
+from jaxbatch.experiment import Experiment, derive
+from jaxbatch.plots import probes as probe_plots
 
 LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 
+# MLP 784-256-128-10, 5 epochs of 10,000 images, batch 64.
+QUICK = dict(
+    model="mlp",
+    model_kwargs=(("hidden", (256, 128)),),
+    batch_sizes=(64,),
+    lrs=LRS,
+    momentums=(0.9,),
+    schedule="constant",
+    seeds=(0, 1, 2),
+    probes=("update_ratio",),
+    probe_every=1,  # this experiment is about the probe: every step
+    strategy="vmap",
+    train_size=10000,
+    val_size=2000,
+    epochs=5,
+    eval_every=10**6,
+)
 PRESETS = {
-    # MLP 784-256-128-10, 5 epochs of 10,000 images, batch 64.
-    "quick": dict(
-        model="mlp",
-        model_kwargs=(("hidden", (256, 128)),),
-        batch_sizes=(64,),
-        lrs=LRS,
-        momentums=(0.9,),
-        schedule="constant",
-        seeds=(0, 1, 2),
-        probes=("update_ratio",),
-        probe_every=1,  # this experiment is about the probe: every step
-        strategy="vmap",
-        train_size=10000,
-        val_size=2000,
-        epochs=5,
-        eval_every=10**6,
-    ),
+    "quick": QUICK,
     # A convolutional net on the whole training split.
-    "paper": dict(
+    "paper": derive(
+        QUICK,
         model="simple_cnn",
-        batch_sizes=(64,),
-        lrs=LRS,
-        momentums=(0.9,),
-        schedule="constant",
-        seeds=(0, 1, 2),
-        probes=("update_ratio",),
-        probe_every=1,
+        model_kwargs=(),
+        strategy="auto",
+        train_size=None,
         val_size=6000,
         epochs=20,
-        eval_every=10**6,
-    ),
+    ),  # fmt: skip
 }
 
 FIGURES = {"update_ratio.png": probe_plots.update_ratio}
@@ -82,17 +76,10 @@ FIGURES = {"update_ratio.png": probe_plots.update_ratio}
 
 def verdict(out):
     """The update/weight ratio of the best LR and of the LR nearest 1e-3."""
-    import os
-
-    import numpy as np
-
-    from jaxbatch import results, stats
-
-    m = results.read_csv(os.path.join(out, "members.csv"))
-    ok = ~stats.diverged(m)
+    m = results.read_members(out, healthy=True)
     rows = []
-    for lr in sorted(set(m["lr"][ok])):
-        sel = ok & (m["lr"] == lr)
+    for lr in sorted(set(m["lr"])):
+        sel = m["lr"] == lr
         rows.append((lr, np.nanmean(m["update_ratio"][sel]),
                      *stats.seed_stats(m["test_acc"][sel])[:2]))  # fmt: skip
     best = max(rows, key=lambda r: r[2])
@@ -107,9 +94,16 @@ def verdict(out):
     ]
 
 
-def main(argv=None):
-    return cli.main("update_ratio", __doc__, PRESETS, argv, figures=FIGURES)
-
+EXPERIMENT = Experiment(
+    name="update_ratio",
+    doc=__doc__,
+    claim=("A good learning rate makes each update about 1e-3 of the weights' norm."),
+    quick_s=19,
+    presets=PRESETS,
+    headline=("update_ratio.png",),
+    figures=FIGURES,
+    verdict=verdict,
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

@@ -64,17 +64,9 @@ the tag ``part`` (``grid`` or ``l1``). Decoupled decay is PyTorch's: the
 weights shrink by ``lr(t) * wd`` per step.
 """
 
-from jaxbatch import cli, recipes
+from jaxbatch import recipes, results, stats
+from jaxbatch.experiment import Experiment
 from jaxbatch.plots import regularization as reg
-
-# What the run tests, the figures its report leads with, and the wall time of
-# its quick preset on a 2-core CPU (python -m experiments lists them).
-CLAIM = (
-    "L2 regularization and decoupled weight decay are the same under SGD but not "
-    "under Adam (Loshchilov and Hutter, 2019), and the LR/WD ratio is what matters."
-)
-HEADLINE = ("wd_heatmaps.png", "wd_ratio.png")
-QUICK_S = 84
 
 
 def wd_members(sgd_lrs, sgd_wds, adam_lrs, adam_wds, l1_lr, l1_wds, seeds):
@@ -158,11 +150,7 @@ FIGURES = {
 def verdict(out):
     """Per optimizer: the best cell of the LR x WD grid for each decay mode
     (and without decay), test accuracy mean ± 95% t-interval over seeds."""
-    import os
-
-    from jaxbatch import results, stats
-
-    m = results.read_csv(os.path.join(out, "members.csv"))
+    m = results.read_members(out)
     grid = {k: v[m["part"].astype(str) == "grid"] for k, v in m.items()}
     lines = []
     for opt in dict.fromkeys(grid["optimizer"].astype(str)):
@@ -192,9 +180,20 @@ def verdict(out):
     return lines
 
 
-def main(argv=None):
-    return cli.main("weight_decay", __doc__, PRESETS, argv, figures=FIGURES)
-
+EXPERIMENT = Experiment(
+    name="weight_decay",
+    doc=__doc__,
+    claim=(
+        "L2 regularization and decoupled weight decay are the same under SGD but not "
+        "under Adam (Loshchilov and Hutter, 2019), and the LR/WD ratio is what "
+        "matters."
+    ),
+    quick_s=84,
+    presets=PRESETS,
+    headline=("wd_heatmaps.png", "wd_ratio.png"),
+    figures=FIGURES,
+    verdict=verdict,
+)
 
 if __name__ == "__main__":
-    main()
+    EXPERIMENT.main()

@@ -1,7 +1,10 @@
 """Shared command line of the experiments: presets, flags, errors, summary.
 
-An experiment module defines its presets (dicts of ``SweepConfig`` fields) and
-calls :func:`main`. Flags given on the command line override the preset.
+The flags are generated from the configuration's fields (:func:`config_flags`)
+and override the experiment's preset (:func:`config_from_args`); bad input
+ends in one line and exit 2, Ctrl-C and SIGTERM in the exact ``--resume``
+command (:func:`command`). :func:`run_sweep` is the command of a one-sweep
+experiment (``jaxbatch.experiment`` declares the rest).
 """
 
 from __future__ import annotations
@@ -10,16 +13,14 @@ import argparse
 import ast
 import contextlib
 import dataclasses
-import os
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 
-from jaxbatch import config, report, results, stats, sweep
-from jaxbatch import plots as plots_mod
+from jaxbatch import config, results, stats, sweep
 from jaxbatch.columns import summary_columns
 
 
@@ -250,21 +251,15 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def main(
+def run_sweep(
     experiment: str,
     description: str,
     presets: Mapping[str, Mapping],
     argv: Sequence[str] | None = None,
-    figures: Mapping[str, Callable[[str], object]] | None = None,
-    after: Callable[[str], object] | None = None,
-) -> str:
-    """Parse flags, run the sweep, print a summary; returns the results directory.
-
-    ``figures``: the experiment's own figures, ``{file name: fn(out) ->
-    Figure}``, saved into ``<out>/plots`` after the standard ones. ``after(out)``
-    runs once the sweep has finished, before the figures (an analysis that
-    writes a file).
-    """
+):
+    """The command line of a one-sweep experiment: parse the flags, run the
+    sweep (its standard figures, not the report), print the members and arms
+    tables. Returns ``(results directory, parsed flags)``."""
     parser, given, args, out = parse(description, presets, experiment, argv)
     with command(parser, experiment, given, args, out):
         config = config_from_args(args, experiment, presets)
@@ -277,12 +272,11 @@ def main(
             plots=not args.no_plots,
             tensorboard=args.tensorboard,
             dry_run=args.dry_run,
-            report=False,  # finish() writes it, after the experiment's figures
+            report=False,  # the experiment's finish writes it, after its figures
         )
-    if args.dry_run:
-        return out
-    print_summary(out)
-    return finish(out, after, figures, plots=not args.no_plots)
+    if not args.dry_run:
+        print_summary(out)
+    return out, args
 
 
 def parse(description: str, presets: Mapping, experiment: str, argv):
@@ -326,7 +320,7 @@ def command(parser, experiment: str, given: list[str], args, out: str):
 def print_summary(out: str) -> None:
     """The members table of a finished run, as the command line prints it,
     then (when arms have several seeds) each arm's mean ± 95% interval."""
-    members = results.read_csv(os.path.join(out, "members.csv"))
+    members = results.read_members(out)
     rows = [dict(zip(members, vals)) for vals in zip(*members.values())]
     print(format_table(rows, summary_columns(members)), flush=True)
     arms = stats.arm_rows(members)
@@ -348,19 +342,3 @@ def _mean_pm(mean: float, half: float) -> str:
     if mean != mean:  # NaN
         return ""
     return f"{mean:.4f}" + ("" if half != half else f" ± {half:.4f}")
-
-
-def finish(
-    out: str, after=None, figures=None, *, plots: bool = True, experiment=None
-) -> str:
-    """An experiment's last steps: its analysis ``after(out)``, its figures
-    (into ``<out>/plots``), and the results line; returns ``out``."""
-    if after is not None:
-        after(out)
-    if figures and plots:
-        for path in plots_mod.save_figures(out, figures):
-            print(f"figure: {path}")
-    if plots:
-        print(f"report: {report.build(out, experiment=experiment)}")
-    print(f"results: {out}")
-    return out

@@ -27,8 +27,8 @@ def steps_to_target(out: str, target: float, metric: str = "val_acc") -> dict:
     Returns ``{"members": {member: steps}, "batch_sizes", "steps", "best_lr",
     "examples"}`` (per batch size arrays, sorted by batch size).
     """
-    members = results.read_csv(os.path.join(out, "members.csv"))
-    history = results.read_csv(os.path.join(out, "history.csv"))
+    members = results.read_members(out)
+    history = results.read_history(out)
     per_member = {}
     for m in members["member"].astype(int):
         rows = (history["member"] == m) & np.isfinite(history[metric])
@@ -80,8 +80,8 @@ def noise_scale_at_target(out: str, target: float, summary: dict) -> float:
     """The median over batch sizes of ``B_simple`` (the smoothed
     ``noise_scale`` of ``history.csv``) of the best-LR members at the
     evaluation where they reached the target."""
-    members = results.read_csv(os.path.join(out, "members.csv"))
-    history = results.read_csv(os.path.join(out, "history.csv"))
+    members = results.read_members(out)
+    history = results.read_history(out)
     if "noise_scale" not in history:
         raise ValueError(f"{out} has no noise_scale: run it with --probes noise_scale")
     values = []

@@ -42,7 +42,7 @@ def interpolation(
     """
     meta = results.read_json(os.path.join(out, "config.json"))
     config = SweepConfig.from_dict(meta["config"])
-    members = results.read_csv(os.path.join(out, "members.csv"))
+    members = results.read_members(out)
     model_of = dict(zip(members["member"].astype(int), members["model"].astype(str)))
     if model_of.get(a) is None or model_of.get(b) is None:
         raise ValueError(f"interpolation: members {a} and {b} must be in {out}")

@@ -115,8 +115,8 @@ def suggest_grid(lrs, final_loss, diverged, chance_loss: float):
 def classic_curves(run: str) -> list[dict]:
     """Per member of a classic run: ``lr``, ``loss`` per step and its
     suggestion."""
-    members = results.read_csv(os.path.join(run, "members.csv"))
-    history = results.read_csv(os.path.join(run, "history.csv"))
+    members = results.read_members(run)
+    history = results.read_history(run)
     out = []
     for m, seed in zip(members["member"], members["seed"]):
         rows = history["member"] == m
@@ -145,7 +145,7 @@ def analyse(range_run: str, grid_run: str, out: str | None = None) -> dict:
         {k: c[k] for k in ("seed", "min_loss_lr", "suggested_lr", "diverge_lr")}
         for c in curves
     ]
-    members = results.read_csv(os.path.join(grid_run, "members.csv"))
+    members = results.read_members(grid_run)
     meta = results.read_json(os.path.join(grid_run, "config.json"))
     chance = math.log(meta["data"]["num_classes"])
     diverged = members["diverged"].astype(str) == "True"

@@ -7,10 +7,10 @@ or network access is needed to read it: images are base64, the sorting
 script is inline. Written at the end of every run;
 ``python -m jaxbatch.report RUN_DIR`` rebuilds it.
 
-An experiment module (``experiments.<name>``) may define ``CLAIM`` (one
-sentence), ``HEADLINE`` (figure file names, shown first) and
-``verdict(run_dir) -> list[str]`` (sentences with numbers); without them the
-report states the sweep and a generic verdict (:func:`generic_verdict`).
+An experiment's run leaves ``verdict.json`` (its claim, headline figures and
+verdict sentences; ``jaxbatch.experiment``); without one the report states
+the sweep and the standard verdict (:func:`standard_verdict`). The page is
+built from the files alone.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import importlib
 import json
 import os
 import sys
@@ -76,16 +75,6 @@ def run_dirs(run_dir: str) -> list[str]:
         for d in os.listdir(run_dir)
         if os.path.isfile(os.path.join(run_dir, d, "members.csv"))
     )
-
-
-def experiment_module(name: str):
-    """``experiments.<name>`` if it exists (the report's claim and verdict)."""
-    if not name or not name.isidentifier():
-        return None
-    try:
-        return importlib.import_module(f"experiments.{name}")
-    except ImportError:
-        return None
 
 
 def _pct(v: float) -> str:
@@ -241,16 +230,18 @@ def sweeps_verdict(sweeps: Mapping[str, Mapping]) -> list[str]:
     return [head, f"All, by {name} (mean ± 95% t-interval): " + "; ".join(lines) + "."]
 
 
-def _module_verdict(module, run_dir: str) -> list[str] | None:
-    """The experiment's own ``verdict(run_dir)``; None without one, or when
-    it cannot be made here (one sweep of the experiment, or an analysis file
-    not written yet)."""
-    if module is None or not hasattr(module, "verdict"):
-        return None
-    try:
-        return list(module.verdict(run_dir))
-    except (OSError, ValueError, KeyError):
-        return None
+def standard_verdict(run_dir: str, sweeps: Sequence[str] | None = None) -> list[str]:
+    """The verdict of a run without one of its own: :func:`generic_verdict`
+    of its sweep, or of several sweeps (``sweeps``: the names of those
+    ranked together; default all) :func:`sweeps_verdict`."""
+    dirs = run_dirs(run_dir)
+    tables = {d: results.read_members(d) for d in dirs}
+    if len(dirs) == 1:
+        return generic_verdict(tables[dirs[0]])
+    return sweeps_verdict({
+        d: m for d, m in tables.items()
+        if sweeps is None or os.path.basename(d) in sweeps
+    })  # fmt: skip
 
 
 def _img(path: str) -> str:
@@ -376,35 +367,18 @@ def _csv_tables(run_dir: str) -> str:
     return "\n".join(out)
 
 
-def build(
-    run_dir: str, out_file: str | None = None, experiment: str | None = None
-) -> str:
-    """Write ``<run_dir>/report.html`` (or ``out_file``); returns its path.
-
-    ``experiment``: the experiment module whose claim and verdict to use
-    (default: the one ``config.json`` names)."""
+def build(run_dir: str, out_file: str | None = None) -> str:
+    """Write ``<run_dir>/report.html`` (or ``out_file``); returns its path."""
     sweeps = run_dirs(run_dir)
-    tables = {d: results.read_csv(os.path.join(d, "members.csv")) for d in sweeps}
+    tables = {d: results.read_members(d) for d in sweeps}
     meta = results.read_json(os.path.join(sweeps[0], "config.json")) if sweeps else {}
-    name = experiment or meta.get("config", {}).get("experiment", "")
-    if not name:  # no config.json (e.g. a timing run): runs/<experiment>/<time>
-        path = os.path.abspath(run_dir)
-        for guess in (os.path.basename(path), os.path.basename(os.path.dirname(path))):
-            if experiment_module(guess) is not None:
-                name = guess
-                break
-    module = experiment_module(name)
-    claim = getattr(module, "CLAIM", None)
-    headline = tuple(getattr(module, "HEADLINE", ()))
-    verdict = _module_verdict(module, run_dir)
-    if verdict is None and len(sweeps) == 1:
-        verdict = generic_verdict(tables[sweeps[0]])
-    elif verdict is None:
-        names = getattr(module, "VERDICT_SWEEPS", None)
-        verdict = sweeps_verdict({
-            d: m for d, m in tables.items()
-            if names is None or os.path.basename(d) in names
-        })  # fmt: skip
+    stated = os.path.join(run_dir, "verdict.json")
+    stated = results.read_json(stated) if os.path.isfile(stated) else {}
+    name = stated.get("experiment") or meta.get("config", {}).get("experiment", "")
+    claim, headline = stated.get("claim"), tuple(stated.get("headline", ()))
+    verdict = stated.get("verdict")
+    if verdict is None and sweeps:
+        verdict = standard_verdict(run_dir)
     if claim is None and not sweeps:
         claim = "(no claim stated)"
     if claim is None:

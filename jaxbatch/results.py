@@ -79,6 +79,21 @@ def read_csv(path: str) -> dict[str, np.ndarray]:
     return out
 
 
+def read_members(run_dir: str, *, healthy: bool = False) -> dict[str, np.ndarray]:
+    """A run's ``members.csv`` as columns; ``healthy``: the members that did
+    not diverge only (what a verdict compares)."""
+    members = read_csv(os.path.join(run_dir, "members.csv"))
+    if not healthy:
+        return members
+    keep = np.asarray([str(v) != "True" for v in members["diverged"]], bool)
+    return {k: v[keep] for k, v in members.items()}
+
+
+def read_history(run_dir: str) -> dict[str, np.ndarray]:
+    """A run's ``history.csv`` as columns."""
+    return read_csv(os.path.join(run_dir, "history.csv"))
+
+
 # --- trained weights ------------------------------------------------------------------
 # ``<run>/params/member_<i>.msgpack``: {"final": {"params", "batch_stats"},
 # "best": {...} (under early stopping)}, numpy arrays in flax's msgpack format.
@@ -96,7 +111,7 @@ def parse_run_member(spec: str) -> tuple[str, int]:
         )
     if member:
         return run_dir, int(member)
-    members = read_csv(os.path.join(run_dir, "members.csv"))
+    members = read_members(run_dir)
     accs = np.nan_to_num(members["best_val_acc"].astype(float), nan=-1.0)
     return run_dir, int(members["member"][int(np.argmax(accs))])
 

@@ -2,8 +2,8 @@
 
 :func:`subset_classes` makes a task from some classes of a dataset (e.g.
 pretraining on Fashion-MNIST's classes 0-4 and fine-tuning on 5-9), and
-:func:`class_task` loads one from a sweep's data settings. :func:`main` is
-``cli.main`` for an experiment that runs several sweeps one after the other
+:func:`class_task` loads one from a sweep's data settings. :func:`run_stages`
+is the command of an experiment that runs several sweeps one after the other
 (``<out>/<stage>/``, each a complete results directory), where a later sweep
 may start from an earlier one's weights (``init_from``) or differ from it in
 a setting that is fixed for a whole sweep (``early_stop_patience``).
@@ -141,27 +141,24 @@ Stage = tuple[str, sweep.SweepConfig, "data.Dataset | None"]
 ConfigFor = Callable[..., sweep.SweepConfig]
 
 
-def main(
+def run_stages(
     experiment: str,
     description: str,
     presets: Mapping[str, Mapping],
     argv: Sequence[str] | None,
     stages: Callable[[ConfigFor, str, str], Iterator[Stage]],
-    figures: Mapping[str, Callable[[str], object]] | None = None,
-    after: Callable[[str], object] | None = None,
-) -> str:
-    """``cli.main`` for an experiment of several sweeps; returns ``<out>``.
+):
+    """The command line of an experiment of several sweeps; returns
+    ``(<out>, parsed flags)``.
 
     ``stages(config_for, out, preset)`` yields ``(name, config, dataset)`` one at a
     time; each is run into ``<out>/<name>`` (with ``dataset``, or the
     config's own data when it is None) before the next is asked for, so a
-    later stage may start from an earlier one's weights. ``after(out)`` runs
-    once every stage has finished (e.g. an analysis that writes a file). ``config_for(
+    later stage may start from an earlier one's weights. ``config_for(
     defaults=None, **fixed)`` is the preset updated with ``defaults``, then
     with every flag given on the command line, then with ``fixed``: flags
     apply to every stage, except the settings a stage fixes. ``--resume``
-    continues every stage that started and runs the rest. ``figures`` are
-    saved into ``<out>/plots`` (their functions get ``<out>``).
+    continues every stage that started and runs the rest.
     """
     parser, given, args, out = cli.parse(description, presets, experiment, argv)
 
@@ -189,6 +186,4 @@ def main(
             if args.dry_run:  # its cost is printed; nothing trained
                 continue
             cli.print_summary(stage_out)
-    if args.dry_run:
-        return out
-    return cli.finish(out, after, figures, plots=not args.no_plots)
+    return out, args

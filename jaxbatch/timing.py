@@ -15,13 +15,13 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxbatch import cli, engine, results
+from jaxbatch import engine, results
 from jaxbatch import models as models_mod
 from jaxbatch.sweep.rundir import default_out
 
@@ -93,14 +93,14 @@ def batch_timing(
     return rows
 
 
-def main(
+def run_timing(
     experiment: str,
     description: str,
     presets: Mapping[str, Mapping],
     argv: Sequence[str] | None = None,
-    figures: Mapping[str, Callable[[str], object]] | None = None,
-) -> str:
-    """The command line of a timing experiment; returns the results directory.
+):
+    """The command line of a timing experiment; returns ``(the results
+    directory, parsed flags)``.
 
     A preset names ``models`` (``((name, kwargs), ...)``), ``batch_sizes``,
     ``n_train`` and ``min_time_s``; flags override them.
@@ -180,6 +180,4 @@ def main(
             f"{r['ms_per_update']:9.2f} ms/update {r['s_per_epoch']:9.2f} s/epoch "
             f"{r['examples_per_s']:10.0f} examples/s (compile {r['compile_s']:.1f} s)"
         )
-    return cli.finish(
-        out, figures=figures, plots=not args.no_plots, experiment=experiment
-    )
+    return out, args

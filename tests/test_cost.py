@@ -9,8 +9,9 @@ import types
 import jax
 import pytest
 
-from jaxbatch import cli, data, engine, sweep
+from jaxbatch import data, engine, sweep
 from jaxbatch.engine import auto
+from jaxbatch.experiment import Experiment
 from jaxbatch.sweep import cost
 
 
@@ -50,7 +51,9 @@ def test_dry_run_from_the_command_line_prints_the_cost(tmp_path, capsys):
     argv = ["--dataset", "synthetic", "--model", "mlp", "--train-size", "256",
             "--val-size", "64", "--batch-sizes", "32,64", "--lrs", "0.1",
             "--epochs", "1", "--out", str(out), "--dry-run"]  # fmt: skip
-    cli.main("dry", "a test", {"quick": {}}, argv)
+    Experiment(name="dry", doc="a test", claim="a test", presets={"quick": {}}).main(
+        argv
+    )
     text = capsys.readouterr().out
     assert "cost:" in text and "group 2:" in text and "H100" in text
     assert not out.exists()

@@ -52,7 +52,7 @@ def _presets():
 def test_every_preset_builds(module, preset):
     """Each preset validates every member before any data loads, and every
     arm of a comparison trains with at least three seeds."""
-    members = sweep.SweepConfig(**module.PRESETS[preset]).resolved_members()
+    members = sweep.SweepConfig(**module.EXPERIMENT.preset(preset)).resolved_members()
     if module.__name__.endswith("hparam_search"):  # trials, not seeds, repeat
         assert len(members) == 2 * module.N_TRIALS
         return
@@ -199,7 +199,7 @@ def test_grid_and_random_search_share_one_program_and_budget(ds, tmp_path):
         assert 1e-3 <= 1 - m.momentum <= 1e-1 + 1e-9
     small = recipes.grid(lr=(0.01, 0.1), weight_decay=1e-4, momentum=(0.0, 0.9), seed=0)
     preset = {
-        **hs.PRESETS["quick"],
+        **hs.EXPERIMENT.preset("quick"),
         "recipes": [m.with_tags(search="grid") for m in small]
         + [
             m.with_tags(search="random")

@@ -34,14 +34,14 @@ def test_presets_build(name, preset):
 
     module = importlib.import_module(f"experiments.{name}")
     if name == "lr_range_test":  # two sweeps: the rising-LR runs and the grid
-        preset_ = module.PRESETS[preset]
+        preset_ = module.EXPERIMENT.preset(preset)
         rising = lr_range.range_members(**module.RANGE, seeds=module.SEEDS)
         grid = lr_range.grid_members(module.GRID_LRS, module.SEEDS)
         assert len(sweep.SweepConfig(**preset_, recipes=rising).recipes) == 3
         members = sweep.SweepConfig(**preset_, recipes=grid).resolved_members()
         assert len(members) == 3 * len(module.GRID_LRS)
         return
-    config = sweep.SweepConfig(**module.PRESETS[preset])
+    config = sweep.SweepConfig(**module.EXPERIMENT.preset(preset))
     assert len(config.resolved_members()) >= 3 * 3  # >= 3 arms x 3 seeds
 
 
@@ -103,7 +103,7 @@ def test_lr_range_experiment_writes_both_forms(tmp_path):
     from experiments import lr_range_test as lrt
 
     out = tmp_path / "lrr"
-    lrt.main([*TINY, "--epochs", "1", "--eval-every", "100", "--no-plots",
+    lrt.EXPERIMENT.main([*TINY, "--epochs", "1", "--eval-every", "100", "--no-plots",
               "--out", str(out)])  # fmt: skip
     summary = results.read_json(os.path.join(out, "lr_range.json"))
     assert summary["suggested_lr"] == summary["grid"]["suggested_lr"]
@@ -161,7 +161,7 @@ def test_batch_timing_rows_follow_from_the_measured_update(tmp_path):
     from experiments import batch_timing as bt
 
     out = str(tmp_path / "bt")
-    bt.main(["--models", "mlp", "--batch-sizes", "1,8", "--n-train", "100",
+    bt.EXPERIMENT.main(["--models", "mlp", "--batch-sizes", "1,8", "--n-train", "100",
              "--min-time", "0.01", "--no-progress", "--out", out])  # fmt: skip
     table = results.read_csv(os.path.join(out, "timing.csv"))
     assert list(table["batch_size"]) == [1, 8]
@@ -189,7 +189,7 @@ def test_batch_timing_bad_flags_are_one_line(flags, message, tmp_path, capsys):
     from experiments import batch_timing as bt
 
     with pytest.raises(SystemExit) as exit_:
-        bt.main([*flags, "--out", str(tmp_path / "x")])
+        bt.EXPERIMENT.main([*flags, "--out", str(tmp_path / "x")])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]

@@ -139,7 +139,7 @@ def test_weight_decay_runs_and_draws_every_panel(tmp_path):
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    out = wd.main(
+    out = wd.EXPERIMENT.main(
         [*TINY, "--epochs", "1", "--members", str(path), "--out", str(tmp_path / "wd")]
     )
     members = _members(out)
@@ -188,7 +188,7 @@ def test_weight_decay_runs_and_draws_every_panel(tmp_path):
 def test_finetune_pretrains_then_finetunes_with_frozen_trunk_bit_for_bit(tmp_path):
     from experiments import finetune as ft
 
-    out = ft.main(
+    out = ft.EXPERIMENT.main(
         [*TINY, "--epochs", "1", "--batch-sizes", "64", "--out", str(tmp_path / "ft")]
     )
     pre, fine = os.path.join(out, "pretrain"), os.path.join(out, "finetune")
@@ -235,7 +235,7 @@ def test_finetune_pretrains_then_finetunes_with_frozen_trunk_bit_for_bit(tmp_pat
 def test_early_stopping_arms_stop_keep_best_and_halve(tmp_path):
     from experiments import early_stopping as es
 
-    out = es.main(
+    out = es.EXPERIMENT.main(
         [
             *TINY,
             "--epochs",

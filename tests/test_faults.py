@@ -15,7 +15,8 @@ import time
 import numpy as np
 import pytest
 
-from jaxbatch import cli, results, schedules
+from jaxbatch import results, schedules
+from jaxbatch.experiment import Experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 6
@@ -205,7 +206,9 @@ def test_disk_full_is_one_line_and_resumable(reference, tmp_path):
 
 def _fail(argv, capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main("alexnet_bs_sweep", "", {"quick": {}}, argv)
+        Experiment(
+            name="alexnet_bs_sweep", doc="", claim="a test", presets={"quick": {}}
+        ).main(argv)
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2, err
     assert len(err.splitlines()) == 1, err
@@ -289,7 +292,9 @@ def test_corrupt_config_json_names_the_file(tmp_path, capsys):
     out = tmp_path / "run"
     argv = [*BASE, "--dataset", "synthetic", "--train-size", "64", "--val-size",
             "32", "--batch-sizes", "32", "--out", str(out)]  # fmt: skip
-    cli.main("alexnet_bs_sweep", "", {"quick": {}}, argv)
+    Experiment(
+        name="alexnet_bs_sweep", doc="", claim="a test", presets={"quick": {}}
+    ).main(argv)
     capsys.readouterr()
     (out / "config.json").write_text("{ not json")
     err = _fail([*argv, "--resume"], capsys)

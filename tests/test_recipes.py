@@ -15,7 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxbatch import cli, data, recipes, results, schedules, sweep
+from jaxbatch import data, recipes, results, schedules, sweep
+from jaxbatch.experiment import Experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MLP = (("hidden", (16,)),)
@@ -84,7 +85,9 @@ def test_history_lr_equals_closed_form_for_every_kind_via_cli(tmp_path):
         "--power", "0.5", "--lr-max", "3", "--epochs", "4", "--eval-every", "100",
         "--strategy", "vmap", "--no-progress", "--no-plots", "--out", str(out),
     ]  # fmt: skip
-    cli.main("alexnet_bs_sweep", "", {"quick": {}}, argv)
+    Experiment(
+        name="alexnet_bs_sweep", doc="", claim="a test", presets={"quick": {}}
+    ).main(argv)
     members = results.read_csv(out / "members.csv")
     hist = results.read_csv(out / "history.csv")
     assert list(members["schedule"]) == list(kinds)  # one group, one program
@@ -338,13 +341,15 @@ def test_bad_input_is_one_line_and_leaves_no_unusable_out(flags, message, tmp_pa
         "--strategy", "vmap", "--no-progress", "--no-plots", "--out", str(out),
     ]  # fmt: skip
     with pytest.raises(SystemExit) as exit_info:
-        cli.main("test", "", {"quick": {}}, base + flags)
+        Experiment(name="test", doc="", claim="a test", presets={"quick": {}}).main(
+            base + flags
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert __import__("re").search(message, err), err
     # --out is left usable: a correct run goes through afterwards
-    cli.main("test", "", {"quick": {}}, base)
+    Experiment(name="test", doc="", claim="a test", presets={"quick": {}}).main(base)
     assert (out / "members.csv").exists()
 
 

@@ -118,7 +118,7 @@ _CLI = textwrap.dedent(
     """
     import json, sys
     from experiments import alexnet_bs_sweep
-    out = alexnet_bs_sweep.main(sys.argv[1:])
+    out = alexnet_bs_sweep.EXPERIMENT.main(sys.argv[1:])
     print(json.dumps(json.load(open(out + "/config.json"))["environment"]))
     """
 )

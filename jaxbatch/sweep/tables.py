@@ -131,5 +131,5 @@ def history_rows(g: GroupRun, hooks: Sequence[Hook]) -> Iterator[dict]:
 def write_arms(out: str) -> None:
     """``arms.csv``: one row per arm (members equal but for the seed), the
     mean and 95% t-interval half-width (``<col>_ci``) of each result."""
-    rows = stats.arm_rows(results.read_csv(os.path.join(out, "members.csv")))
+    rows = stats.arm_rows(results.read_members(out))
     results.write_csv(os.path.join(out, "arms.csv"), stats.arm_columns(rows), rows)
