@@ -41,8 +41,10 @@ accuracy, train-test gap and sharpness against batch size, and the
 interpolation line.
 """
 
+import os
+
+from jaxbatch import plots, results
 from jaxbatch.experiment import Experiment
-from jaxbatch.plots import probes as probe_plots
 
 SIZES = (16, 32, 64, 128, 256, 512, 1024)
 SEEDS = (0, 1, 2)
@@ -85,7 +87,25 @@ PRESETS = {
     ),
 }
 
-FIGURES = {"batch_generalization.png": probe_plots.batch_generalization}
+
+def train_minus_test(m):
+    return m["train_eval_acc"] - m["test_acc"]
+
+
+FIGURES = {
+    "batch_generalization.png": lambda out: plots.facet(
+        out, x="batch_size", y=("test_acc", "train_minus_test", "sharpness_eig",
+                                "sharpness_eps"),
+        derive={"train_minus_test": train_minus_test}, logx=True,
+        title="Batch size and generalization (every batch size trains the same epochs)",
+    ),
+    "interpolation.png": lambda out: plots.facet(
+        results.read_csv(os.path.join(out, "interpolation.csv")), x="alpha",
+        y=("train_loss", "test_loss"), overlay=True, logy=True,
+        vlines=((0.0, "α = 0: the smallest batch"), (1.0, "α = 1: the largest")),
+        title="Loss on the line (1 − α) w_small + α w_large",
+    ),
+}  # fmt: skip
 
 
 EXPERIMENT = Experiment(

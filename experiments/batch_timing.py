@@ -32,9 +32,8 @@ import os
 
 import numpy as np
 
-from jaxbatch import results
+from jaxbatch import plots, results
 from jaxbatch.experiment import Experiment
-from jaxbatch.plots import probes as probe_plots
 
 
 def verdict(out):
@@ -79,7 +78,23 @@ PRESETS = {
     ),
 }
 
-FIGURES = {"batch_timing.png": probe_plots.batch_timing}
+
+def timing_figure(out):
+    table = results.read_csv(os.path.join(out, "timing.csv"))
+    backend, kind = str(table["backend"][0]), str(table["device_kind"][0])
+    device = backend if kind.lower() == backend.lower() else f"{backend} ({kind})"
+    return plots.facet(
+        table,
+        x="batch_size",
+        y=("ms_per_update", "s_per_epoch", "examples_per_s"),
+        lines="model",
+        logx=True,
+        logy=True,
+        title=f"One member's SGD step on {device} (compile time excluded)",
+    )
+
+
+FIGURES = {"batch_timing.png": timing_figure}
 
 
 EXPERIMENT = Experiment(

@@ -36,9 +36,8 @@ size for both models (mean of 3 seeds, band: 95% interval), and the train
 
 import numpy as np
 
-from jaxbatch import results, stats
+from jaxbatch import plots, results, stats
 from jaxbatch.experiment import Experiment, derive
-from jaxbatch.plots import probes as probe_plots
 
 SIZES = (2, 4, 8, 16, 64, 256)
 
@@ -70,7 +69,13 @@ PRESETS = {
     ),  # fmt: skip
 }
 
-FIGURES = {"bn_small_batch.png": probe_plots.bn_small_batch}
+FIGURES = {
+    "bn_small_batch.png": lambda out: plots.facet(
+        out, x="batch_size", y=("test_acc", "train_minus_test"), lines="model",
+        derive={"train_minus_test": lambda m: m["train_eval_acc"] - m["test_acc"]},
+        logx=True, title="BatchNorm at small batches (same epochs)",
+    ),
+}  # fmt: skip
 
 
 def verdict(out):

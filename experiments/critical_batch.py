@@ -42,7 +42,7 @@ import os
 
 from jaxbatch import critical, results
 from jaxbatch.experiment import Experiment, derive
-from jaxbatch.plots import probes as probe_plots
+from jaxbatch.plots import special
 
 TARGET = 0.82
 
@@ -78,7 +78,7 @@ PRESETS = {
     ),  # fmt: skip
 }
 
-FIGURES = {"critical_batch.png": probe_plots.critical_batch}
+FIGURES = {"critical_batch.png": special.critical_batch}
 
 
 def _sentence(report) -> str:

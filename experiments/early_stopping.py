@@ -31,7 +31,7 @@ restored; and "halve the LR whenever the validation loss stalls, stop at
 constant LR.
 
 Early stopping's patience is a setting of a whole sweep, so every arm is
-its own sweep (``tasks.main``), trained one after the other into
+its own sweep (``stages``), trained one after the other into
 ``<out>/<arm>``, each with every seed: ``patience_<P>`` stops a member after
 P evaluations (one per epoch) without a lower validation loss and keeps its
 best weights; ``no_stop`` trains to the end (patience larger than the run)
@@ -47,7 +47,7 @@ curves with each arm's stop points and best points marked.
 
 from jaxbatch import recipes
 from jaxbatch.experiment import Experiment
-from jaxbatch.plots import regularization as reg
+from jaxbatch.plots import special
 
 NEVER = 10**6  # a patience longer than any run: never stops, keeps the best
 
@@ -113,7 +113,7 @@ def stages(config_for, out, preset):
         yield name, config_for(recipes=members, **settings), None
 
 
-FIGURES = {"early_stopping.png": reg.early_stopping}
+FIGURES = {"early_stopping.png": special.early_stopping}
 
 
 EXPERIMENT = Experiment(

@@ -30,7 +30,7 @@ head alone on a frozen trunk; Caffe's habit of a doubled LR for biases
 changes little; and pretrained features beat training from scratch when
 examples are few.
 
-Three sweeps run one after the other (``tasks.main``): ``<out>/pretrain``
+Three sweeps run one after the other (``stages``): ``<out>/pretrain``
 trains the MLP on Fashion-MNIST's classes 0-4 (T-shirt, trouser, pullover,
 dress, coat; keeping its 10-way head, so the fine-tuning run's 5-way head is
 new), ``<out>/finetune`` starts every member from those weights
@@ -51,7 +51,7 @@ import os
 
 from jaxbatch import recipes, tasks
 from jaxbatch.experiment import Experiment
-from jaxbatch.plots import regularization as reg
+from jaxbatch.plots import special
 
 PRETRAIN_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
@@ -149,7 +149,7 @@ def stages(config_for, out, preset):
     yield "scratch", scratch, task
 
 
-FIGURES = {"finetune.png": reg.finetune_curves}
+FIGURES = {"finetune.png": special.finetune_curves}
 
 
 EXPERIMENT = Experiment(

@@ -8,7 +8,7 @@ or, from a finished suite directory::
 
     python -m experiments.gallery runs/suite/<time>
 
-Writes ``docs/gallery/<experiment>.png`` (the first ``HEADLINE`` figure,
+Writes ``docs/gallery/<experiment>.png`` (the first headline figure,
 scaled to 900 px wide, 1440 for a row of panels; a 256-colour PNG well
 under 1 MB) and rewrites the part of ``README.md`` between ``<!-- gallery:start
 -->`` and ``<!-- gallery:end -->``: one entry per experiment, its figure and

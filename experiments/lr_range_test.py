@@ -21,7 +21,7 @@ the grid's two optima, and both forms see divergence at about 1 (classic
 0.4 at its best): each of its losses was reached after fewer steps at that
 LR, which is the confusion of LR and training time the grid avoids.
 
-Two sweeps run one after the other (``tasks.main``): ``<out>/range``, the
+Two sweeps run one after the other (``stages``): ``<out>/range``, the
 rising-LR run (schedule kind ``range``, one member per seed), and
 ``<out>/grid``, one member per LR on a half-decade grid per seed, with a
 constant LR and the same budget in examples. ``lr_range.json`` holds both
@@ -35,7 +35,7 @@ import os
 
 from jaxbatch import lr_range, results
 from jaxbatch.experiment import Experiment
-from jaxbatch.plots import probes as probe_plots
+from jaxbatch.plots import special
 
 SEEDS = (0, 1, 2)
 
@@ -101,7 +101,7 @@ def verdict(out):
     return [_sentence(results.read_json(os.path.join(out, "lr_range.json")))]
 
 
-FIGURES = {"lr_range.png": probe_plots.lr_range_test}
+FIGURES = {"lr_range.png": special.lr_range_test}
 
 
 EXPERIMENT = Experiment(

@@ -30,9 +30,8 @@ range of ``η̃`` within 2 points of it, against batch size.
 
 import numpy as np
 
-from jaxbatch import recipes, results, stats
+from jaxbatch import plots, recipes, results, stats
 from jaxbatch.experiment import Experiment
-from jaxbatch.plots import probes as probe_plots
 
 SIZES = (2, 8, 32, 128, 512)
 ETAS = tuple(2.0**-k for k in range(13, 4, -1))
@@ -76,7 +75,12 @@ PRESETS = {
     ),
 }
 
-FIGURES = {"small_batch.png": probe_plots.small_batch}
+FIGURES = {
+    "small_batch.png": lambda out: plots.facet(
+        out, x="eta", y="test_acc", lines="batch_size", logx=True,
+        title="Test accuracy against the base LR η̃ = LR / batch size",
+    ),
+}  # fmt: skip
 
 
 def verdict(out, within: float = 0.02):

@@ -34,9 +34,8 @@ ratio of the last epoch.
 
 import numpy as np
 
-from jaxbatch import results, stats
+from jaxbatch import plots, results, stats
 from jaxbatch.experiment import Experiment, derive
-from jaxbatch.plots import probes as probe_plots
 
 LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 
@@ -71,7 +70,23 @@ PRESETS = {
     ),  # fmt: skip
 }
 
-FIGURES = {"update_ratio.png": probe_plots.update_ratio}
+
+def layer_ratios(out) -> list[str]:
+    """The per-layer update-ratio columns of a run's history."""
+    return [c for c in results.read_history(out) if c.startswith("update_ratio/")]
+
+
+RULE = [(1e-3, "the 1e-3 rule of thumb")]
+FIGURES = {
+    "update_ratio.png": lambda out: plots.facet(
+        out, x="step", y=layer_ratios(out), lines="lr", logy=True, smooth=5,
+        hlines=RULE, title="||Δw|| / ||w|| per layer over training",
+    ),
+    "accuracy_vs_ratio.png": lambda out: plots.facet(
+        out, x="update_ratio", y="test_acc", lines="lr", logx=True, vlines=RULE,
+        title="Test accuracy against the median update ratio of the last epoch",
+    ),
+}  # fmt: skip
 
 
 def verdict(out):

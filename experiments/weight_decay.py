@@ -64,9 +64,10 @@ the tag ``part`` (``grid`` or ``l1``). Decoupled decay is PyTorch's: the
 weights shrink by ``lr(t) * wd`` per step.
 """
 
-from jaxbatch import recipes, results, stats
+import numpy as np
+
+from jaxbatch import plots, recipes, results, stats
 from jaxbatch.experiment import Experiment
-from jaxbatch.plots import regularization as reg
 
 
 def wd_members(sgd_lrs, sgd_wds, adam_lrs, adam_wds, l1_lr, l1_wds, seeds):
@@ -99,6 +100,7 @@ COMMON = dict(
     momentums=(0.9,),
     schedule="cosine",
     strategy="vmap",
+    probes=("weights",),  # the final weights' norm and share near zero
 )
 
 PRESETS = {
@@ -139,12 +141,44 @@ PRESETS = {
     ),
 }
 
+MODES = ("optimizer", "weight_decay_mode")  # a panel per (optimizer, mode)
+# the members without decay (mode l2) belong to the panel of every mode
+NO_DECAY = ({"weight_decay": 0.0}, ("weight_decay_mode",))
+GRID = {"part": "grid"}
+
+
+def l1_lr(out) -> float:
+    """The SGD LR the L1 members train at (the L2 members at it compare)."""
+    m = results.read_members(out)
+    return float(m["lr"][np.asarray(m["weight_decay_mode"]).astype(str) == "l1"][0])
+
+
+def lr_over_wd(m):
+    wd = m["weight_decay"]
+    return np.where(wd > 0, m["lr"] / np.where(wd > 0, wd, 1.0), np.inf)
+
+
 FIGURES = {
-    "wd_heatmaps.png": reg.wd_heatmaps,
-    "wd_ratio.png": reg.wd_ratio,
-    "wd_sparsity.png": reg.wd_sparsity,
-    "wd_norms.png": reg.wd_norms,
-}
+    "wd_heatmaps.png": lambda out: plots.heatmap(
+        out, ("weight_decay", "lr"), panels=MODES, where=GRID, copy_to_panels=NO_DECAY,
+        ratio_lines=(2, 3), span=0.1,
+    ),
+    "wd_ratio.png": lambda out: plots.facet(
+        out, x="lr_over_wd", y="test_acc", panels=MODES, lines="lr", where=GRID,
+        derive={"lr_over_wd": lr_over_wd}, copy_to_panels=NO_DECAY,
+        baseline={"weight_decay": 0.0}, vspan=(1e2, 1e3, "LR/WD in [10², 10³]"),
+        title="Does the best weight decay sit 2-3 decades below the LR?",
+    ),
+    "wd_sparsity.png": lambda out: plots.facet(
+        out, x="near_zero_frac", y="test_acc", lines="weight_decay_mode",
+        where={"optimizer": "sgd", "lr": l1_lr(out)}, annotate="weight_decay",
+        title=f"L1 vs L2: sparsity and accuracy (SGD, LR {l1_lr(out):g})",
+    ),
+    "wd_norms.png": lambda out: plots.facet(
+        out, x="weight_decay", y="weight_norm", panels=MODES, lines="lr",
+        copy_to_panels=NO_DECAY, logy=True, title="Final weight norm against decay",
+    ),
+}  # fmt: skip
 
 
 def verdict(out):

@@ -20,8 +20,11 @@ from collections.abc import Mapping, Sequence
 
 import jax
 
-from jaxbatch import config, results, stats, sweep
+from jaxbatch import results, stats
 from jaxbatch.columns import summary_columns
+from jaxbatch.config.sweep_config import SECTIONS, SweepConfig
+from jaxbatch.sweep.rundir import default_out
+from jaxbatch.sweep.runner import run
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -107,7 +110,7 @@ def config_flags() -> dict[str, tuple[str, str, dict]]:
     and flag name live there only.
     """
     flags = {}
-    for section, cls in config.SECTIONS.items():
+    for section, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
             meta = f.metadata
             if meta.get("parse") == "none":
@@ -188,7 +191,7 @@ def build_parser(
 
 def config_from_args(
     args: argparse.Namespace, experiment: str, presets: Mapping[str, Mapping]
-) -> config.SweepConfig:
+) -> SweepConfig:
     """The preset's values, overridden by every flag that was given."""
     preset = dict(presets[args.preset])
     values = dict(preset)
@@ -211,7 +214,7 @@ def config_from_args(
     if args.seed is not None:
         values["seeds"] = (args.seed,)
         values["data_seed"] = args.seed
-    return config.SweepConfig(experiment=experiment, **values)
+    return SweepConfig(experiment=experiment, **values)
 
 
 class Terminated(KeyboardInterrupt):
@@ -264,7 +267,7 @@ def run_sweep(
     with command(parser, experiment, given, args, out):
         config = config_from_args(args, experiment, presets)
         print(f"results -> {out}", flush=True)
-        out = sweep.run(
+        out = run(
             config,
             out,
             resume=args.resume,
@@ -287,7 +290,7 @@ def parse(description: str, presets: Mapping, experiment: str, argv):
     args = parser.parse_args(_attach_negative_values(given))
     if args.distributed:
         jax.distributed.initialize()
-    return parser, given, args, args.out or sweep.default_out(experiment)
+    return parser, given, args, args.out or default_out(experiment)
 
 
 @contextlib.contextmanager

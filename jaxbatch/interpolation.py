@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbatch import models, results
-from jaxbatch.config import SweepConfig
+from jaxbatch.config.sweep_config import SweepConfig
 from jaxbatch.data import normalize
 from jaxbatch.probes import cross_entropy
 

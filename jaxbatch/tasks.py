@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from jaxbatch import cli, data, sweep
+from jaxbatch import cli, data
+from jaxbatch.config.sweep_config import SweepConfig
+from jaxbatch.sweep.runner import run
 
 
 def _stratified(y: np.ndarray, size: int | None, seed: int) -> np.ndarray:
@@ -91,7 +93,7 @@ def subset_classes(
 
 
 def class_task(
-    config: sweep.SweepConfig, classes: Iterable[int], *, relabel: bool = True
+    config: SweepConfig, classes: Iterable[int], *, relabel: bool = True
 ) -> data.Dataset:
     """The task of ``classes`` from a sweep's data settings: the dataset's
     usual train/validation split, then :func:`subset_classes` with the
@@ -137,8 +139,8 @@ def _stages(it: Iterator, args) -> Iterator:
 
 
 # A stage: (name, config, dataset or None for the config's own data).
-Stage = tuple[str, sweep.SweepConfig, "data.Dataset | None"]
-ConfigFor = Callable[..., sweep.SweepConfig]
+Stage = tuple[str, SweepConfig, "data.Dataset | None"]
+ConfigFor = Callable[..., SweepConfig]
 
 
 def run_stages(
@@ -162,7 +164,7 @@ def run_stages(
     """
     parser, given, args, out = cli.parse(description, presets, experiment, argv)
 
-    def config_for(defaults: Mapping | None = None, **fixed) -> sweep.SweepConfig:
+    def config_for(defaults: Mapping | None = None, **fixed) -> SweepConfig:
         preset = {**presets[args.preset], **(defaults or {})}
         config = cli.config_from_args(args, experiment, {args.preset: preset})
         return config.replace(**fixed) if fixed else config
@@ -173,7 +175,7 @@ def run_stages(
             stage_out = os.path.join(out, name)
             started = os.path.exists(os.path.join(stage_out, "config.json"))
             print(f"[{experiment}] stage {name} -> {stage_out}", flush=True)
-            sweep.run(
+            run(
                 config,
                 stage_out,
                 resume=args.resume and started,

@@ -67,12 +67,13 @@ def test_standard_figures_scale_to_40_arms_of_3_seeds(tmp_path):
     assert figs["acc"].axes[0].get_ylim()[1] <= 1.0
     # 20 LRs: a colorbar, not a 40-entry legend.
     for key in ("loss", "acc"):
-        assert _colorbars(figs[key]) == ["lr"]
+        assert _colorbars(figs[key]) == ["learning rate"]
         assert _legend_entries(figs[key]) <= 4
     assert _legend_entries(figs["vs"]) == 2  # one line per batch size
     # The heatmap's cells are the arms' means over seeds.
     members = plots.load(out)[0]
-    image = figs["heat"].axes[0].get_images()[0].get_array()
+    mesh = figs["heat"].axes[0].collections[0]  # one cell per arm
+    image = np.ma.asarray(mesh.get_array()).reshape(2, 20)
     sel = (members["batch_size"] == 256) & (members["lr"] == lrs[3])
     assert image.shape == (2, 20)
     np.testing.assert_allclose(image[1, 3], members["test_acc"][sel].mean())
@@ -90,3 +91,108 @@ def test_few_arms_get_a_legend_and_bands(tmp_path):
     assert _legend_entries(fig) == 2  # lr 0.01, lr 0.1
     bands = [c for ax in fig.axes for c in ax.collections]
     assert len(bands) >= 3  # the 95% bands (the diverged arm keeps 2 seeds: none)
+
+
+# --- the faceted figure builder ---------------------------------------------------
+
+
+def _data_lines(ax):
+    """The mean lines of a facet panel (errorbar caps are markers only)."""
+    return [ln for ln in ax.get_lines() if ln.get_linestyle() not in ("None", "")]
+
+
+def test_facet_draws_panels_lines_and_bands_as_asked(tmp_path):
+    from matplotlib.collections import PolyCollection
+    from synthetic import write_run
+
+    lrs = (0.01, 0.03, 0.1, 0.3)
+    out = write_run(
+        str(tmp_path / "run"), lrs=lrs
+    )  # member 0 (bs 32, lr 0.01) diverges
+    members = plots.load(out)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no layout or numerical warnings
+        final = plots.facet(out, x="lr", y="test_acc", panels="batch_size")
+        curves = plots.facet(out, x="step", y="val_loss", panels="batch_size",
+                             lines="lr")  # fmt: skip
+        many = plots.facet(
+            out, x="lr_x_b", y=("test_acc", "train_eval_acc"), lines="batch_size",
+            derive={"lr_x_b": lambda m: m["lr"] * m["batch_size"]},
+        )  # fmt: skip
+        for name, fig in (("final", final), ("curves", curves), ("many", many)):
+            fig.savefig(tmp_path / f"{name}.png", dpi=50)
+    # a panel per batch size; its one line is each LR's mean over healthy seeds
+    panels = [ax for ax in final.axes if ax.get_title()]
+    assert [ax.get_title().split("\n")[0] for ax in panels] == [
+        "batch size 32", "batch size 256"]  # fmt: skip
+    assert "1 diverged" in panels[0].get_title()
+    gone = members["diverged"].astype(str) == "True"
+    for ax, b in zip(panels, (32, 256)):
+        (line,) = _data_lines(ax)
+        want = [members["test_acc"][(members["batch_size"] == b) & (members["lr"] == lr)
+                                    & ~gone].mean() for lr in lrs]  # fmt: skip
+        np.testing.assert_allclose(line.get_ydata(), want, rtol=1e-12)
+        np.testing.assert_allclose(line.get_xdata(), lrs)
+        assert ax.get_xscale() == "log"  # 0.01 .. 0.3 spans 30x
+    # curves: a line per LR in each panel, a 95% band where three seeds have a
+    # value (the arm with the diverged member has two: no band)
+    axes = [ax for ax in curves.axes if ax.get_title()]
+    assert [len(_data_lines(ax)) for ax in axes] == [4, 4]
+    bands = [sum(isinstance(c, PolyCollection) for c in ax.collections) for ax in axes]
+    assert bands == [3, 4]
+    assert _legend_entries(curves) == 4 and _colorbars(curves) == []
+    # two results: a panel each, the batch sizes as lines in both, on the
+    # derived x (LR x batch size)
+    axes = [ax for ax in many.axes if ax.get_title()]
+    assert len(axes) == 2 and all(len(_data_lines(ax)) == 2 for ax in axes)
+    np.testing.assert_allclose(_data_lines(axes[0])[1].get_xdata(),
+                               [256 * lr for lr in lrs])  # fmt: skip
+
+
+def test_facet_past_ten_values_draws_one_colorbar(tmp_path):
+    from synthetic import write_run
+
+    lrs = tuple(np.round(np.logspace(-3, 0, 12), 5))
+    out = write_run(str(tmp_path / "run"), lrs=lrs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plots.facet(out, x="batch_size", y="test_acc", lines="lr")
+        fig.savefig(tmp_path / "f.png", dpi=50)
+    assert _colorbars(fig) == ["learning rate"] and _legend_entries(fig) == 0
+    colours = [tuple(ln.get_color()) for ln in _data_lines(fig.axes[0])]
+    assert len(colours) == 12 and len(set(colours)) == 12  # never repeated
+
+
+def test_facet_of_a_result_against_a_result_averages_each_arm(tmp_path):
+    from synthetic import write_run
+
+    out = write_run(str(tmp_path / "run"), lrs=(0.01, 0.1), diverge=None)
+    members = plots.load(out)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plots.facet(out, x="train_eval_acc", y="test_acc", lines="batch_size",
+                          annotate="lr")  # fmt: skip
+        fig.savefig(tmp_path / "f.png", dpi=50)
+    lines = _data_lines(fig.axes[0])
+    assert len(lines) == 2  # batch sizes; a point per LR, the mean of its seeds
+    sel = (members["batch_size"] == 32) & (members["lr"] == 0.1)
+    assert np.isclose(lines[0].get_xdata(), members["train_eval_acc"][sel].mean()).any()
+    assert any(t.get_text() == "learning rate 0.1" for t in fig.axes[0].texts)
+
+
+def test_facet_of_a_table_without_seeds_draws_every_row():
+    # an analysis's own table (interpolation.csv): no seeds, a point per row
+    alpha = np.linspace(-1.0, 2.0, 7)
+    table = {"alpha": alpha, "train_loss": (alpha - 0.2) ** 2 + 0.5,
+             "test_loss": (alpha - 0.1) ** 2 + 0.6}  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plots.facet(table, x="alpha", y=("train_loss", "test_loss"),
+                          overlay=True)  # fmt: skip
+    lines = _data_lines(fig.axes[0])
+    assert len(lines) == 2
+    np.testing.assert_allclose(lines[0].get_xdata(), alpha)
+    np.testing.assert_allclose(lines[0].get_ydata(), table["train_loss"])
+    np.testing.assert_allclose(lines[1].get_ydata(), table["test_loss"])
+    assert fig.axes[0].get_ylabel() == "loss"
+    assert "seed" not in fig.get_suptitle()  # no "mean of N seeds" for plain rows

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from jaxbatch.plots import load, train_images
+from jaxbatch.plots.style import arm_colors, load, train_images
 from jaxbatch.stats import column_stats, seed_stats
 
 _STYLES = ("-", "--", ":", "-.")
@@ -34,13 +34,6 @@ _METRIC_LABELS = {
 def arms(members: dict, key: str) -> list[str]:
     """The arms (values of column ``key``) in order of first appearance."""
     return list(dict.fromkeys(str(v) for v in members[key]))
-
-
-def arm_colors(names) -> dict[str, tuple]:
-    """One colour per arm, in order (tab10, then tab20 beyond ten arms)."""
-    names = list(names)
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
 
 def _cells(members: dict, key: str):

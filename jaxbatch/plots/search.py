@@ -17,9 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from jaxbatch import results
-from jaxbatch.plots import load
-from jaxbatch.plots.comparisons import seed_stats
-from jaxbatch.stats import column_stats
+from jaxbatch.plots.style import load
+from jaxbatch.stats import column_stats, seed_stats
 
 RULE_COLORS = {"none": "tab:gray", "linear": "tab:blue", "sqrt": "tab:orange"}
 RULE_LABELS = {"none": "unscaled", "linear": "linear (×k)", "sqrt": "square root (×√k)"}

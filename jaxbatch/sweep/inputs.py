@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from jaxbatch import data
-from jaxbatch.config import SweepConfig
+from jaxbatch.config.sweep_config import SweepConfig
 from jaxbatch.engine.device_data import device_eval_data, device_train_data
 from jaxbatch.engine.member_axis import replicate
 from jaxbatch.engine.spec import TrainSpec

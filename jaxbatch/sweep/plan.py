@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from jaxbatch import choices, data, optim, probes, recipes
-from jaxbatch.config import SweepConfig
+from jaxbatch.config.sweep_config import SweepConfig
 from jaxbatch.engine.hparams import stack_hparams
 from jaxbatch.engine.spec import TrainSpec
 

@@ -19,8 +19,7 @@ import jax
 from jax.experimental import multihost_utils
 
 from jaxbatch import __version__, results
-from jaxbatch import config as config_mod
-from jaxbatch.config import SweepConfig
+from jaxbatch.config.sweep_config import SECTIONS, SweepConfig
 
 
 def default_out(experiment: str) -> str:
@@ -113,7 +112,7 @@ def _flat(d: Mapping) -> dict:
     """A nested config dict as ``section.field`` keys (for readable diffs)."""
     out = {}
     for k, v in d.items():
-        if isinstance(v, Mapping) and k in config_mod.SECTIONS:
+        if isinstance(v, Mapping) and k in SECTIONS:
             out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
         else:
             out[k] = v

@@ -17,11 +17,12 @@ from collections.abc import Sequence
 
 import jax
 
-from jaxbatch import choices, data, plots, report, results, xla_flags
+from jaxbatch import choices, data, report, results, xla_flags
 from jaxbatch import tensorboard as tb
-from jaxbatch.config import SweepConfig
+from jaxbatch.config.sweep_config import SweepConfig
 from jaxbatch.engine.caches import enable_compilation_cache
 from jaxbatch.engine.spec import check_placement
+from jaxbatch.plots.standard import save_all
 from jaxbatch.sweep import cost, rundir, tables
 from jaxbatch.sweep.control import Control
 from jaxbatch.sweep.group import train_group
@@ -230,6 +231,6 @@ def finish(
     for h in hooks:
         h.after_sweep(sweep)
     if figures:
-        plots.save_all(sweep.out)
+        save_all(sweep.out)
     if page:
         report.build(sweep.out)

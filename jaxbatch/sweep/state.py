@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from jaxbatch import data
-from jaxbatch.config import SweepConfig
+from jaxbatch.config.sweep_config import SweepConfig
 from jaxbatch.engine.group import GroupFns, fetch
 from jaxbatch.engine.spec import TrainSpec
 from jaxbatch.sweep.inputs import DeviceData

@@ -1,0 +1,369 @@
+"""The sections of a sweep's configuration, each a dataclass that validates
+itself: data, model, recipe defaults, optimizer, control rules, evaluation
+and execution (the member list is :mod:`jaxbatch.config.members`).
+
+Every field is declared once, with its default and help text (:func:`field`):
+the command line, ``config.json`` and the resume check derive from it.
+Plain Python: validating starts no JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Any
+
+from jaxbatch import choices, data, models, optim, results, schedules
+
+
+def field(default, help: str, *, flag: str | None = None, parse: str | None = None):
+    """A config field with its ``--help`` text.
+
+    ``flag``: the command-line name if not ``--<name-with-dashes>``; ``parse``:
+    how to read the flag's text when the type alone does not say (see cli).
+    """
+    meta = {"help": help, "flag": flag, "parse": parse}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def must_be_positive(name, value, *, integer=False):
+    ok = isinstance(value, int | float) and value > 0 and math.isfinite(value)
+    if not ok or (integer and int(value) != value):
+        kind = "a positive integer" if integer else "positive"
+        raise ValueError(f"{name} must be {kind}, got {name}={value!r}")
+
+
+def must_not_be_empty(name, values):
+    if not values:
+        raise ValueError(f"{name} needs at least one value, got an empty list")
+
+
+def must_be_one_of(name, value, choices):
+    if value not in choices:
+        raise ValueError(
+            f"unknown {name} {value!r}; choose one of {', '.join(map(str, choices))}"
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    dataset: str = field(
+        "fashion_mnist",
+        "dataset: fashion_mnist (default, offline), "
+        "imagefolder (with --data-dir), synthetic, or a tfds name",
+    )
+    data_dir: str | None = field(
+        None,
+        "directory of the dataset's files (IDX files, "
+        "or one sub-folder per class for imagefolder)",
+    )
+    train_size: int | None = field(None, "training examples (a fixed, seeded subset)")
+    val_size: int | None = field(None, "validation examples (a fixed, seeded subset)")
+    image_size: int | None = field(None, "resize images to this many pixels a side")
+    data_seed: int = field(0, "seed of the train/val subset and split")
+
+    def validate(self):
+        for name in ("train_size", "val_size", "image_size"):
+            if getattr(self, name) is not None:
+                must_be_positive(name, getattr(self, name), integer=True)
+
+    def load(self) -> data.Dataset:
+        """The dataset these settings name, split into train and validation."""
+        return data.load(
+            self.dataset,
+            data_dir=self.data_dir,
+            train_size=self.train_size,
+            val_size=self.val_size,
+            seed=self.data_seed,
+            image_size=self.image_size,
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    model: str = field(
+        "alexnet_small", "model: " + ", ".join(models.available_models())
+    )
+    models: tuple[str, ...] = field(
+        (),
+        "comma-separated models compared in one "
+        "sweep, one group each (overrides --model)",
+    )
+    model_kwargs: tuple[tuple[str, Any], ...] = field(
+        (),
+        "model options, e.g. width=0.5 small_input=True (a --model other than "
+        "the preset's drops the preset's options)",
+        parse="kwargs",
+    )
+    model_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = field(
+        (), "per-model options (research code only)", parse="none"
+    )
+    init_from: str | None = field(
+        None,
+        "start every member from a finished run's weights: RUN_DIR[:MEMBER] "
+        "(default member: the run's best by validation accuracy); a head whose "
+        "class count differs is initialised afresh",
+    )
+
+    def model_list(self) -> tuple[str, ...]:
+        return tuple(self.models) or (self.model,)
+
+    def kwargs_for(self, name: str) -> tuple[tuple[str, Any], ...]:
+        """The model options ``name`` gets: shared ones it accepts, then its own."""
+        accepted = models.model_kwargs(name)
+        kw = {k: v for k, v in self.model_kwargs if k in accepted}
+        kw.update(dict(dict(self.model_options).get(name, ())))
+        return tuple(sorted(kw.items()))
+
+    def validate(self):
+        for name in self.model_list():
+            must_be_one_of("model", name, models.available_models())
+        if self.init_from is not None:
+            results.params_path(*results.parse_run_member(self.init_from))
+        unused = set(dict(self.model_kwargs)) - {
+            k for name in self.model_list() for k in models.model_kwargs(name)
+        }
+        if unused:
+            raise ValueError(
+                f"model option(s) {sorted(unused)} are not accepted by "
+                f"{', '.join(self.model_list())}"
+            )
+        for name in self.model_list():
+            try:  # building a module is cheap and checks every value
+                models.get_model(name, num_classes=2, **dict(self.kwargs_for(name)))
+            except TypeError as err:
+                raise ValueError(str(err)) from None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RecipeConfig:
+    """Defaults of every member's recipe (a member may set its own)."""
+
+    gamma: float = field(0.1, "LR factor of step/multistep decay, in (0, 1]")
+    decay_epochs: float | None = field(
+        None, "step decay period in epochs (default: half of training)"
+    )
+    milestones: tuple[float, ...] = field((), "multistep decay epochs, e.g. 30,60,80")
+    decay_rate: float = field(
+        0.1, "k of exponential exp(-k t) and 1/t 1/(1+k t)^p decay, t in epochs"
+    )
+    power: float = field(1.0, "p of the 1/t decay")
+    warmup_epochs: float = field(0.0, "linear LR warmup over N epochs")
+    warmup_start: float = field(
+        0.0, "warmup starts at this fraction of the LR (Goyal et al.: 1/k)"
+    )
+    batch_milestones: tuple[int, ...] = field(
+        (), "multiply the batch size by --batch-factor at these epochs"
+    )
+    batch_factor: float = field(1.0, "batch-size factor at each batch milestone")
+    plateau_factor: float | None = field(
+        None,
+        "multiply a member's LR by this when "
+        "--control-metric stalls (every member; "
+        "schedule 'plateau' defaults to 0.5)",
+    )
+    lr_max: float = field(
+        10.0, "schedule 'range' (LR range test): the LR at the end of the run"
+    )
+    b1: float = field(0.9, "Adam beta1")
+    b2: float = field(0.999, "Adam beta2")
+
+    def validate(self):
+        if self.decay_epochs is not None:
+            must_be_positive("decay_epochs", self.decay_epochs)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    optimizer: str = field("sgd", "sgd, adam, adamw or rmsprop")
+    nesterov: bool = field(False, "Nesterov momentum (sgd)")
+    decay_mask: str | None = field(
+        None, "parameters weight decay skips: no_bias_bn, or a regex of parameter paths"
+    )
+    lr_multipliers: tuple[tuple[str, float], ...] = field(
+        (),
+        "per-layer LR multipliers, regex=multiplier pairs, e.g. "
+        "'Conv_0=0.1,bias=2' (a parameter gets the product of its matches)",
+        parse="multipliers",
+    )
+    freeze: tuple[str, ...] = field(
+        (), "comma-separated regexes of parameters kept fixed (LR multiplier 0)"
+    )
+
+    def validate(self):
+        must_be_one_of("optimizer", self.optimizer, optim.OPTIMIZERS)
+        for pattern in (*dict(self.lr_multipliers), *self.freeze):
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"bad parameter regex {pattern!r}: {err}") from None
+        for pattern, mult in self.lr_multipliers:
+            if not (
+                isinstance(mult, int | float) and mult >= 0 and math.isfinite(mult)
+            ):
+                raise ValueError(
+                    f"lr multiplier for {pattern!r} must be >= 0, got {mult!r}"
+                )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ControlConfig:
+    plateau_patience: int = field(
+        10, "evaluations without improvement before the LR is reduced"
+    )
+    plateau_threshold: float = field(1e-4, "relative improvement that counts")
+    plateau_cooldown: int = field(0, "evaluations to wait after a reduction")
+    plateau_min_scale: float = field(0.0, "the LR scale never falls below this")
+    plateau_stop_scale: float | None = field(
+        None, "stop a member once its LR scale falls to this (e.g. 0.0009765625)"
+    )
+    early_stop_patience: int | None = field(
+        None, "stop a member after N evaluations without improvement"
+    )
+    early_stop_min_delta: float = field(
+        0.0, "improvement that counts for early stopping"
+    )
+    control_metric: str = field(
+        "val_loss",
+        "val_loss or val_acc, watched by the plateau and early-stopping rules",
+    )
+
+    def validate(self):
+        must_be_one_of("control_metric", self.control_metric, ("val_loss", "val_acc"))
+        self.rules(0.5)
+
+    def rules(self, plateau_factor: float | None) -> dict:
+        """``plateau`` and ``early_stopping`` rules for ``engine.TrainSpec``.
+
+        The plateau rule's factor is per member (data); the group's rule carries
+        the rest.
+        """
+        mode = "max" if self.control_metric == "val_acc" else "min"
+        plateau = early = None
+        if plateau_factor is not None:
+            plateau = schedules.ReduceOnPlateau(
+                factor=0.5,
+                patience=self.plateau_patience,
+                mode=mode,
+                threshold=self.plateau_threshold,
+                cooldown=self.plateau_cooldown,
+                min_scale=self.plateau_min_scale,
+                stop_scale=self.plateau_stop_scale,
+            )
+        if self.early_stop_patience is not None:
+            early = schedules.EarlyStopping(
+                patience=self.early_stop_patience,
+                mode=mode,
+                min_delta=self.early_stop_min_delta,
+            )
+        return {"plateau": plateau, "early_stopping": early}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    epochs: int = field(10, "training epochs")
+    eval_every: int = field(
+        50,
+        "evaluate the whole validation set every N "
+        "iterations (and at the end of every epoch)",
+    )
+    eval_batch_size: int = field(500, "batch size of evaluation")
+    train_eval_size: int | None = field(
+        None,
+        "training images evaluated with the "
+        "final parameters (default: as many as the "
+        "validation set)",
+    )
+    test: bool = field(True, "evaluate the final parameters on the test split")
+    drop_last: bool = field(
+        False,
+        "drop the remainder of each epoch instead of "
+        "training it as a smaller last batch",
+    )
+    probes: tuple[str, ...] = field(
+        (),
+        "comma-separated probes: update_ratio, grad_norm, param_norm (every "
+        "step, overall and per layer), noise_scale (gradient noise scale at "
+        "every evaluation), sharpness (Hessian top eigenvalue and "
+        "epsilon-sharpness of the final parameters)",
+    )
+    probe_size: int = field(
+        1024, "training images the noise_scale and sharpness probes use"
+    )
+    probe_every: int = field(
+        10,
+        "run the step probes (update_ratio, grad_norm, param_norm) every Nth "
+        "step; the other steps are the program without them",
+    )
+    noise_every: int = field(
+        10,
+        "estimate the noise scale at every Nth evaluation (and the last); one "
+        "estimate costs about 40 steps of a small MLP",
+    )
+    sharpness_eps: tuple[float, ...] = field(
+        (1e-3, 5e-4), "epsilon values of the epsilon-sharpness (Keskar et al.)"
+    )
+    interpolate: tuple[int, ...] = field(
+        (),
+        "two member numbers A,B: after training, loss and accuracy along the "
+        "line between their final parameters (interpolation.csv)",
+    )
+
+    def validate(self):
+        choices.check_probes(self.probes)
+        must_be_positive("probe_size", self.probe_size, integer=True)
+        must_be_positive("noise_every", self.noise_every, integer=True)
+        must_be_positive("probe_every", self.probe_every, integer=True)
+        if "noise_scale" in self.probes and self.probe_size < 2 * choices.NOISE_PARTS:
+            raise ValueError(
+                f"noise_scale needs probe_size >= {2 * choices.NOISE_PARTS}, "
+                f"got {self.probe_size}"
+            )
+        must_not_be_empty("sharpness_eps", self.sharpness_eps)
+        for eps in self.sharpness_eps:
+            must_be_positive("sharpness_eps", eps)
+        if self.interpolate and (
+            len(self.interpolate) != 2 or len(set(self.interpolate)) != 2
+        ):
+            raise ValueError(
+                f"interpolate takes two different member numbers A,B, got "
+                f"{self.interpolate}"
+            )
+        must_be_positive("epochs", self.epochs, integer=True)
+        must_be_positive("eval_every", self.eval_every, integer=True)
+        must_be_positive("eval_batch_size", self.eval_batch_size, integer=True)
+        if self.train_eval_size is not None:
+            must_be_positive("train_eval_size", self.train_eval_size, integer=True)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExecConfig:
+    strategy: str = field(
+        "auto",
+        "member axis: auto (time the candidates, pick the "
+        "fastest), vmap, map, unroll, loop or chunk:N",
+    )
+    steps_per_call: int = field(1, "training steps per compiled call")
+    unroll: bool = field(False, "unroll the scan over --steps-per-call steps")
+    devices: int = field(
+        1,
+        "shard the members over N devices (0: all); on a CPU-only machine N > 1 "
+        "makes the CPU N devices, one block of members per core (faster for "
+        "conv sweeps of many members)",
+    )
+    precision: str = field("float32", "float32 or bfloat16 (mixed precision)")
+    compile_cache: bool = field(
+        True, "keep compiled programs in the persistent compilation cache"
+    )
+
+    def validate(self):
+        choices.parse_strategy(self.strategy)
+        must_be_positive("steps_per_call", self.steps_per_call, integer=True)
+        choices.check_precision(self.precision)
+        # how many devices this machine has is checked when the run starts
+        # (asking would start JAX, before its flags are chosen)
+        if not (isinstance(self.devices, int) and self.devices >= 0):
+            raise ValueError(
+                f"devices must be 0 (all) or a positive count, got {self.devices!r}"
+            )
