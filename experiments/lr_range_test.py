@@ -65,17 +65,24 @@ PRESETS = {
         eval_every=200,
     ),
 }
-RANGE = dict(lr_min=1e-7, lr_max=10.0)
-GRID_LRS = lr_range.log_grid(1e-5, 10.0, per_decade=2)
+RANGE_MIN = 1e-7  # where the range test's LR starts; it rises to --lr-max (10)
+GRID_MIN = 1e-5  # the grid's lowest LR; half-decades up to --lr-max
 
 
 def stages(config_for, out, preset):
+    top = config_for().lr_max  # --lr-max, the top of both forms
+    if not top > GRID_MIN:
+        raise ValueError(
+            f"--lr-max {top:g}: the LR range test needs --lr-max above {GRID_MIN:g} "
+            "(its grid's lowest LR); e.g. --lr-max 10"
+        )
     yield (
         "range",
-        config_for(recipes=lr_range.range_members(**RANGE, seeds=SEEDS)),
+        config_for(recipes=lr_range.range_members(RANGE_MIN, top, seeds=SEEDS)),
         None,
     )
-    yield "grid", config_for(recipes=lr_range.grid_members(GRID_LRS, SEEDS)), None
+    grid = lr_range.grid_members(lr_range.log_grid(GRID_MIN, top), SEEDS)
+    yield "grid", config_for(recipes=grid), None
 
 
 def analyse(out):

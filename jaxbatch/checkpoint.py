@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import shutil
@@ -52,20 +53,44 @@ def tree_bytes(tree: Any) -> int:
     )
 
 
-def check_free_space(directory: str, needed: int) -> None:
-    """Raise DiskFullError naming the path, the space needed and the space free."""
-    os.makedirs(directory, exist_ok=True)
-    free = shutil.disk_usage(directory).free
+def check_free_space(
+    directory: str,
+    needed: int,
+    *,
+    then: str = "free some space, then run the same command with --resume",
+) -> None:
+    """Raise DiskFullError naming the path, the space needed and the space
+    free. Creates nothing: the space is that of the nearest existing folder."""
+    where = os.path.abspath(directory)
+    while not os.path.isdir(where) and os.path.dirname(where) != where:
+        where = os.path.dirname(where)
+    free = shutil.disk_usage(where).free
     if free < needed:
         raise DiskFullError(
-            f"not enough disk space for checkpoints in {directory}: need "
-            f"{_mb(needed)}, {_mb(free)} free; free some space or choose another "
-            "--out, then run the same command with --resume"
+            f"not enough disk space for the checkpoints in {directory}: need "
+            f"{_mb(needed)}, {_mb(free)} free; {then}"
         )
 
 
 def _mb(n: int) -> str:
     return f"{n / 2**20:.1f} MB"
+
+
+@contextlib.contextmanager
+def quiet_orbax():
+    """orbax reports a failure of its background threads by logging whole
+    tracebacks (absl, asyncio); the failure also reaches the caller, which
+    says it in one line. Keep those logs quiet while inside."""
+    names = ("absl", "orbax", "asyncio", "jax._src.distributed")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -98,17 +123,20 @@ def deferred_signals():
                 signal.raise_signal(sig)
 
 
-def save(directory: str, epoch: int, tree: Any, *, keep: int = 2) -> str:
+def save(
+    directory: str, epoch: int, tree: Any, *, keep: int = 2, meta: Any = None
+) -> str:
     """Save ``tree`` as the checkpoint of ``epoch``; keep the newest ``keep``.
 
     Older checkpoints beyond ``keep - 1`` are removed *before* the save, so the
     disk never holds more than ``keep`` (the newest complete one always stays).
     A save that fails (disk full) leaves no partial directory behind and raises
     :class:`DiskFullError` with one line; SIGINT/SIGTERM wait for the save.
+    ``meta`` (JSON) is kept in the manifest (:func:`read_meta`).
     """
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"epoch_{epoch:04d}")
-    with deferred_signals():
+    with deferred_signals(), quiet_orbax():
         for old in [e for e in list_epochs(directory) if e != epoch][
             : -(keep - 1) or None
         ]:
@@ -122,7 +150,9 @@ def save(directory: str, epoch: int, tree: Any, *, keep: int = 2) -> str:
             checkpointer = ocp.StandardCheckpointer()
             checkpointer.save(path, tree)
             checkpointer.wait_until_finished()
-            results.write_json(os.path.join(path, MANIFEST), _manifest(path))
+            results.write_json(
+                os.path.join(path, MANIFEST), {**_manifest(path), "meta": meta}
+            )
         except Exception as err:
             shutil.rmtree(path, ignore_errors=True)
             _remove_leftovers(directory)
@@ -187,6 +217,15 @@ def _manifest(path: str) -> dict:
     return {"files": files}
 
 
+def read_meta(directory: str, epoch: int) -> Any:
+    """The ``meta`` saved with the checkpoint of ``epoch`` (None if none)."""
+    path = os.path.join(directory, f"epoch_{epoch:04d}", MANIFEST)
+    try:
+        return results.read_json(path).get("meta")
+    except (OSError, ValueError):
+        return None
+
+
 def verify(directory: str, epoch: int) -> str | None:
     """Why the checkpoint of ``epoch`` is damaged, or None if it is whole.
 
@@ -221,18 +260,22 @@ def restore_latest(directory: str, like: Any, *, log=print) -> tuple[int, Any]:
     and ends with the same numbers.
     """
     epochs = list_epochs(directory)
+    damaged = False
     for epoch in reversed(epochs):
         why = verify(directory, epoch)
         if why is None:
             try:
-                return epoch, restore(directory, epoch, like)
+                with quiet_orbax():
+                    restored = restore(directory, epoch, like)
+                if damaged:
+                    log(f"resuming from the checkpoint of epoch {epoch}")
+                return epoch, restored
             except Exception as err:  # noqa: BLE001 - any failure means "damaged"
                 text = " ".join(str(err).split())[:120]
                 why = f"{type(err).__name__}: {text}"
-        older = [e for e in epochs if e < epoch]
-        then = f"epoch {older[-1]}" if older else "the start"
-        log(
-            f"checkpoint {os.path.join(directory, f'epoch_{epoch:04d}')} does "
-            f"not restore ({why}); resuming from {then}"
-        )
+        damaged = True
+        path = os.path.join(directory, f"epoch_{epoch:04d}")
+        log(f"checkpoint {path} does not restore ({why}); skipped")
+    if damaged:
+        log(f"no checkpoint in {directory} restores; training from the start")
     return 0, like

@@ -14,15 +14,15 @@ import ast
 import contextlib
 import dataclasses
 import shlex
-import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 
-from jaxbatch import results, stats
+from jaxbatch import interrupts, results, stats
 from jaxbatch.columns import summary_columns
 from jaxbatch.config.sweep_config import SECTIONS, SweepConfig
+from jaxbatch.interrupts import Terminated
 from jaxbatch.sweep.rundir import default_out
 from jaxbatch.sweep.runner import run
 
@@ -217,14 +217,6 @@ def config_from_args(
     return SweepConfig(experiment=experiment, **values)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (what schedulers and ``kill`` send), handled like Ctrl-C."""
-
-
-def _terminate(signum, frame):
-    raise Terminated
-
-
 def _attach_negative_values(argv: list[str]) -> list[str]:
     """``--seeds -1,-2`` as ``--seeds=-1,-2``: argparse takes a value that
     starts with ``-`` for a flag; attached, it reaches the config's checks,
@@ -259,10 +251,13 @@ def run_sweep(
     description: str,
     presets: Mapping[str, Mapping],
     argv: Sequence[str] | None = None,
+    then: Callable | None = None,
 ):
     """The command line of a one-sweep experiment: parse the flags, run the
     sweep (its standard figures, not the report), print the members and arms
-    tables. Returns ``(results directory, parsed flags)``."""
+    tables, then ``then(out, flags)`` (the experiment's figures and report),
+    all under :func:`command`'s handling of errors and signals. Returns
+    ``(results directory, parsed flags)``."""
     parser, given, args, out = parse(description, presets, experiment, argv)
     with command(parser, experiment, given, args, out):
         config = config_from_args(args, experiment, presets)
@@ -277,8 +272,10 @@ def run_sweep(
             dry_run=args.dry_run,
             report=False,  # the experiment's finish writes it, after its figures
         )
-    if not args.dry_run:
-        print_summary(out)
+        if not args.dry_run:
+            print_summary(out)
+            if then is not None:
+                then(out, args)
     return out, args
 
 
@@ -298,11 +295,11 @@ def command(parser, experiment: str, given: list[str], args, out: str):
     """The body of an experiment's command: bad input, missing data or a full
     disk end in one line and exit 2; Ctrl-C and SIGTERM print the exact
     ``--resume`` command and exit 130 / 143."""
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        if args.resume and not args.out:
-            raise ValueError("--resume needs --out DIR, the run to continue")
-        yield
+        with interrupts.deferred():
+            if args.resume and not args.out:
+                raise ValueError("--resume needs --out DIR, the run to continue")
+            yield
     except (ValueError, OSError) as err:
         message = " ".join(str(err).split()) if str(err) else type(err).__name__
         parser.exit(2, f"{parser.prog}: error: {message}\n")
@@ -316,8 +313,6 @@ def command(parser, experiment: str, given: list[str], args, out: str):
             f"  python -m experiments.{experiment} {cmd} --resume\n"
         )
         raise SystemExit(143 if isinstance(err, Terminated) else 130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def print_summary(out: str) -> None:

@@ -82,15 +82,17 @@ class Experiment:
         """The experiment's command: run it (``--help`` for every flag), then
         :meth:`finish`; returns the results directory."""
         args = (self.name, self.doc, self.preset_table, argv)
+
+        def then(out, flags):  # inside the command's handling of errors and signals
+            self.finish(out, figures=not flags.no_plots)
+
         if self.timing:
-            out, flags = timing.run_timing(*args)
+            out, _ = timing.run_timing(*args, then=then)
         elif self.stages is not None:
-            out, flags = tasks.run_stages(*args, self.stages)
+            out, _ = tasks.run_stages(*args, self.stages, then=then)
         else:
-            out, flags = cli.run_sweep(*args)
-        if getattr(flags, "dry_run", False):
-            return out
-        return self.finish(out, figures=not flags.no_plots)
+            out, _ = cli.run_sweep(*args, then=then)
+        return out
 
     def finish(self, out: str, *, figures: bool = True) -> str:
         """The last steps of a run: the analysis, the figures (into

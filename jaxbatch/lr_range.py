@@ -93,15 +93,24 @@ def suggest_classic(lr, loss, beta: float = BETA, factor: float = DIVERGE_FACTOR
     }
 
 
-def suggest_grid(lrs, final_loss, diverged, chance_loss: float):
+def suggest_grid(lrs, final_loss, diverged, start_loss: float,
+                 factor: float = DIVERGE_FACTOR):  # fmt: skip
     """``suggested_lr`` and ``diverge_lr`` of the grid form from every
-    member's LR, final training loss and divergence flag."""
+    member's LR, final training loss and divergence flag.
+
+    The suggestion is the LR of the lowest mean final loss. An LR diverges
+    when a seed diverged, or, above the suggestion, when its mean final loss
+    ended above the loss training started from (``start_loss``) or above
+    ``factor`` times the best: the loss blew up. A small LR that has barely
+    moved from the start in a short run is slow, not diverged."""
     lrs = np.asarray(lrs, np.float64)
     loss = np.where(np.asarray(diverged, bool), np.inf, np.asarray(final_loss, float))
     values = np.unique(lrs)
     mean = np.array([np.mean(loss[lrs == v]) for v in values])
     bad = np.array([np.any(~np.isfinite(loss[lrs == v])) for v in values])
-    bad |= mean > chance_loss
+    best = int(np.argmin(mean))
+    above = np.arange(len(values)) > best
+    bad |= above & ((mean > start_loss) | (mean > factor * mean[best]))
     return {
         "suggested_lr": float(values[np.argmin(mean)]),
         "diverge_lr": float(values[np.argmax(bad)]) if bad.any() else None,
@@ -126,6 +135,15 @@ def classic_curves(run: str) -> list[dict]:
     return out
 
 
+def start_loss(run: str, num_classes: int) -> float:
+    """The mean training loss of the run's first step (where every member
+    starts); ln(classes) when the history has none."""
+    history = results.read_history(run)
+    first = np.asarray(history["train_loss"], float)[np.asarray(history["step"]) == 1]
+    first = first[np.isfinite(first)]
+    return float(first.mean()) if len(first) else math.log(num_classes)
+
+
 def analyse(range_run: str, grid_run: str, out: str | None = None) -> dict:
     """Both forms' suggestions; written to ``<out>/lr_range.json``.
 
@@ -147,9 +165,11 @@ def analyse(range_run: str, grid_run: str, out: str | None = None) -> dict:
     ]
     members = results.read_members(grid_run)
     meta = results.read_json(os.path.join(grid_run, "config.json"))
-    chance = math.log(meta["data"]["num_classes"])
     diverged = members["diverged"].astype(str) == "True"
-    grid = suggest_grid(members["lr"], members["train_eval_loss"], diverged, chance)
+    grid = suggest_grid(
+        members["lr"], members["train_eval_loss"], diverged,
+        start_loss(grid_run, meta["data"]["num_classes"]),
+    )  # fmt: skip
     acc = np.where(diverged, -np.inf, members["final_val_acc"])
     lrs = np.asarray(members["lr"], float)
     values = np.unique(lrs)
@@ -164,7 +184,8 @@ def analyse(range_run: str, grid_run: str, out: str | None = None) -> dict:
             "classic": "LR at the minimum of the EMA-smoothed (beta 0.98) loss / 10; "
             "diverges where the smoothed loss exceeds 4x its minimum",
             "grid": "LR with the lowest mean final training loss; diverges at the "
-            "smallest LR with a diverged seed or a mean loss above ln(classes)",
+            "smallest LR with a diverged seed, or above the best LR with a mean "
+            "final loss above the first step's or 4x the best",
         },
     }
     if out is not None:

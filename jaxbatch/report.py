@@ -426,10 +426,8 @@ def build(run_dir: str, out_file: str | None = None) -> str:
         f"<script>{_SORT_JS}</script></body></html>\n"
     )
     path = out_file or os.path.join(run_dir, "report.html")
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with results.atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(doc)
-    os.replace(tmp, path)
     return path
 
 

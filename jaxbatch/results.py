@@ -6,10 +6,13 @@ as numpy arrays for the plots.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -37,14 +40,60 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def write_json(path: str, obj: Mapping) -> None:
-    """Write atomically: a reader (or a killed run) never sees half a file, and
-    processes writing the same file at once never share a temporary file."""
+class WriteError(OSError):
+    """A results file could not be written; the message names it and says
+    what to do (one line)."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """Yield a temporary path to write ``path``'s content to; it replaces
+    ``path`` only when the block succeeds, so a reader (or a killed run) never
+    sees half a file and processes writing one file at once never share a
+    temporary one. A failed write leaves no temporary file and raises
+    :class:`WriteError` naming the path (for a full disk, the space free)."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if isinstance(err, WriteError):
+            raise
+        raise WriteError(_write_failure(path, err)) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _write_failure(path: str, err: OSError) -> str:
+    if err.errno == errno.ENOSPC:
+        folder = os.path.dirname(os.path.abspath(path))
+        free = shutil.disk_usage(folder).free if os.path.isdir(folder) else 0
+        return (
+            f"disk full while writing {path} ({free / 2**20:.1f} MB free); free "
+            "some space, then run the same command with --resume"
+        )
+    if err.errno == errno.ENOTDIR:
+        return f"cannot write {path}: a part of the path is a file, not a folder"
+    return f"cannot write {path}: {err.strerror or err}"
+
+
+def makedirs(path: str) -> None:
+    """``os.makedirs`` with a one-line error naming the path."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise WriteError(_write_failure(path, err)) from None
+
+
+def write_json(path: str, obj: Mapping) -> None:
+    """Write atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True, default=str)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def read_json(path: str) -> dict:
@@ -55,13 +104,11 @@ def read_json(path: str) -> dict:
 def write_csv(path: str, columns: Iterable[str], rows: Iterable[Mapping]) -> None:
     """Write rows (dicts) atomically; missing and NaN values become empty cells."""
     columns = tuple(columns)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for row in rows:
             writer.writerow([_fmt(row.get(c)) for c in columns])
-    os.replace(tmp, path)
 
 
 def read_csv(path: str) -> dict[str, np.ndarray]:
@@ -133,12 +180,10 @@ def save_params(run_dir: str, member: int, weights: Mapping) -> str:
     from flax import serialization  # only here: reading the tables needs no JAX
 
     directory = os.path.join(run_dir, "params")
-    os.makedirs(directory, exist_ok=True)
+    makedirs(directory)
     path = os.path.join(directory, f"member_{member}.msgpack")
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(serialization.msgpack_serialize(_numpy(weights)))
-    os.replace(tmp, path)
     return path
 
 

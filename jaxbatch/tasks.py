@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from jaxbatch import cli, data
+from jaxbatch import cli, data, interrupts
 from jaxbatch.config.sweep_config import SweepConfig
 from jaxbatch.sweep.runner import run
 
@@ -149,6 +149,7 @@ def run_stages(
     presets: Mapping[str, Mapping],
     argv: Sequence[str] | None,
     stages: Callable[[ConfigFor, str, str], Iterator[Stage]],
+    then: Callable | None = None,
 ):
     """The command line of an experiment of several sweeps; returns
     ``(<out>, parsed flags)``.
@@ -172,6 +173,7 @@ def run_stages(
     with cli.command(parser, experiment, given, args, out):
         print(f"results -> {out}", flush=True)
         for name, config, ds in _stages(stages(config_for, out, args.preset), args):
+            interrupts.check()
             stage_out = os.path.join(out, name)
             started = os.path.exists(os.path.join(stage_out, "config.json"))
             print(f"[{experiment}] stage {name} -> {stage_out}", flush=True)
@@ -188,4 +190,6 @@ def run_stages(
             if args.dry_run:  # its cost is printed; nothing trained
                 continue
             cli.print_summary(stage_out)
+        if then is not None and not args.dry_run:
+            then(out, args)  # the analysis, figures and report, in the same care
     return out, args

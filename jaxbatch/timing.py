@@ -15,13 +15,13 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxbatch import engine, results
+from jaxbatch import engine, interrupts, results
 from jaxbatch import models as models_mod
 from jaxbatch.sweep.rundir import default_out
 
@@ -98,9 +98,11 @@ def run_timing(
     description: str,
     presets: Mapping[str, Mapping],
     argv: Sequence[str] | None = None,
+    then: Callable | None = None,
 ):
-    """The command line of a timing experiment; returns ``(the results
-    directory, parsed flags)``.
+    """The command line of a timing experiment, then ``then(out, flags)``
+    (its figures and report); returns ``(the results directory, parsed
+    flags)``.
 
     A preset names ``models`` (``((name, kwargs), ...)``), ``batch_sizes``,
     ``n_train`` and ``min_time_s``; flags override them.
@@ -168,16 +170,20 @@ def run_timing(
                 settings[key] = value
         out = args.out or default_out(experiment)
         print(f"results -> {out}", flush=True)
-        rows = batch_timing(out, progress=not args.no_progress, **settings)
-    except ValueError as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
+        with interrupts.deferred():
+            rows = batch_timing(out, progress=not args.no_progress, **settings)
+            for r in rows:
+                print(
+                    f"{r['model']:>12} batch {r['batch_size']:>5}: "
+                    f"{r['ms_per_update']:9.2f} ms/update "
+                    f"{r['s_per_epoch']:9.2f} s/epoch {r['examples_per_s']:10.0f} "
+                    f"examples/s (compile {r['compile_s']:.1f} s)"
+                )
+            if then is not None:
+                then(out, args)
+    except (ValueError, OSError) as err:
+        parser.exit(2, f"{parser.prog}: error: {' '.join(str(err).split())}\n")
     except KeyboardInterrupt:
         sys.stderr.write(f"\ninterrupted; what was measured is in {out}/timing.csv\n")
         raise SystemExit(130) from None
-    for r in rows:
-        print(
-            f"{r['model']:>12} batch {r['batch_size']:>5}: "
-            f"{r['ms_per_update']:9.2f} ms/update {r['s_per_epoch']:9.2f} s/epoch "
-            f"{r['examples_per_s']:10.0f} examples/s (compile {r['compile_s']:.1f} s)"
-        )
     return out, args

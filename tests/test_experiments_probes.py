@@ -35,11 +35,12 @@ def test_presets_build(name, preset):
     module = importlib.import_module(f"experiments.{name}")
     if name == "lr_range_test":  # two sweeps: the rising-LR runs and the grid
         preset_ = module.EXPERIMENT.preset(preset)
-        rising = lr_range.range_members(**module.RANGE, seeds=module.SEEDS)
-        grid = lr_range.grid_members(module.GRID_LRS, module.SEEDS)
+        rising = lr_range.range_members(module.RANGE_MIN, 10.0, seeds=module.SEEDS)
+        lrs = lr_range.log_grid(module.GRID_MIN, 10.0)
+        grid = lr_range.grid_members(lrs, module.SEEDS)
         assert len(sweep.SweepConfig(**preset_, recipes=rising).recipes) == 3
         members = sweep.SweepConfig(**preset_, recipes=grid).resolved_members()
-        assert len(members) == 3 * len(module.GRID_LRS)
+        assert len(members) == 3 * len(lrs)
         return
     config = sweep.SweepConfig(**module.EXPERIMENT.preset(preset))
     assert len(config.resolved_members()) >= 3 * 3  # >= 3 arms x 3 seeds
@@ -75,11 +76,18 @@ def test_grid_rule_picks_the_lowest_loss_and_the_first_failure():
     lrs = [0.01, 0.01, 0.1, 0.1, 1.0, 1.0, 3.0, 3.0]
     loss = [0.9, 0.8, 0.4, 0.5, 0.3, 2.9, 0.1, 0.2]
     diverged = [False, False, False, False, False, False, True, False]
-    got = lr_range.suggest_grid(lrs, loss, diverged, chance_loss=np.log(10))
+    got = lr_range.suggest_grid(lrs, loss, diverged, start_loss=np.log(10))
     assert got["suggested_lr"] == 0.1  # mean 0.45; LR 1.0's is 1.6
-    assert got["diverge_lr"] == 3.0  # LR 1.0's mean is below ln 10; 3.0 diverged
-    got = lr_range.suggest_grid(lrs, loss, [False] * 8, chance_loss=1.0)
-    assert got["diverge_lr"] == 1.0  # now its mean 1.6 is above "chance"
+    # LR 1.0's 1.6 is below the start and 4 x 0.45; 3.0 diverged
+    assert got["diverge_lr"] == 3.0
+    got = lr_range.suggest_grid(lrs, loss, diverged, start_loss=1.0)
+    assert got["diverge_lr"] == 1.0  # now its mean 1.6 ended above the start
+    # a short run: the lowest LR has barely left the start (2.33 > ln 10 = 2.30)
+    # and is slow, not diverged; the highest blew up to 4x the best
+    lrs = [1e-5, 1e-5, 1e-3, 1e-3, 1e-1, 1e-1]
+    loss = [2.33, 2.35, 0.5, 0.6, 2.3, 2.5]
+    got = lr_range.suggest_grid(lrs, loss, [False] * 6, start_loss=2.31)
+    assert got["suggested_lr"] == 1e-3 and got["diverge_lr"] == 0.1
 
 
 def test_log_grid_spaces_half_decades():
@@ -104,16 +112,18 @@ def test_lr_range_experiment_writes_both_forms(tmp_path):
 
     out = tmp_path / "lrr"
     lrt.EXPERIMENT.main([*TINY, "--epochs", "1", "--eval-every", "100", "--no-plots",
-              "--out", str(out)])  # fmt: skip
+              "--lr-max", "1", "--out", str(out)])  # fmt: skip
     summary = results.read_json(os.path.join(out, "lr_range.json"))
     assert summary["suggested_lr"] == summary["grid"]["suggested_lr"]
-    assert summary["suggested_lr"] in lrt.GRID_LRS
+    # --lr-max is the top of both forms: the grid's half-decades end at 1
+    assert summary["grid"]["lrs"] == list(lr_range.log_grid(lrt.GRID_MIN, 1.0))
+    assert summary["suggested_lr"] in summary["grid"]["lrs"]
     assert len(summary["classic"]["per_seed"]) == len(lrt.SEEDS)
-    # the classic run's LR rises exponentially from 1e-7 to 10 over the run
+    # the classic run's LR rises exponentially from 1e-7 to 1 over the run
     hist = results.read_csv(os.path.join(out, "range", "history.csv"))
     rows = hist["member"] == 0
     t = (hist["examples_seen"][rows] - hist["batch_size"][rows]) / 256
-    np.testing.assert_allclose(hist["lr"][rows], 1e-7 * 1e8**t, rtol=1e-4)
+    np.testing.assert_allclose(hist["lr"][rows], 1e-7 * 1e7**t, rtol=1e-4)
     _figures(out, lrt.FIGURES)
 
 
@@ -253,3 +263,15 @@ def test_critical_batch_counts_steps_to_the_target(ds, tmp_path):
     assert report["batch_sizes"] == [8, 64]
     assert np.isfinite(report["b_simple_measured"]) and report["b_simple_measured"] > 0
     _figures(out, cb.FIGURES)
+
+
+@pytest.mark.parametrize("top", ["0", "1e-9"])
+def test_lr_range_refuses_an_lr_max_below_its_grid(top, tmp_path, capsys):
+    from experiments import lr_range_test as lrt
+
+    with pytest.raises(SystemExit) as info:
+        lrt.EXPERIMENT.main([*TINY, "--lr-max", top, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1, err
+    assert "--lr-max" in err
+    assert not os.path.exists(tmp_path / "r" / "range" / "members.csv")

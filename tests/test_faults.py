@@ -132,7 +132,9 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(damage, referenc
     assert done.returncode == 0, done.stderr[-2000:]
     said = [line for line in (done.stdout + done.stderr).splitlines()
             if "does not restore" in line]  # fmt: skip
-    assert len(said) == 1 and f"resuming from epoch {EPOCHS - 1}" in said[0], said
+    assert len(said) == 1, said
+    assert f"resuming from the checkpoint of epoch {EPOCHS - 1}" in done.stdout
+    assert "Event loop is closed" not in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     _same_results(reference, out)
 
@@ -189,16 +191,149 @@ def test_disk_full_is_one_line_and_resumable(reference, tmp_path):
         pytest.skip(f"cannot make a small filesystem here: {made.stderr!r}")
     try:
         out = mnt / "run"
+        start = time.time()
         done = subprocess.run(_cli(out), cwd=ROOT, capture_output=True, text=True)
         assert done.returncode == 2, done.stderr[-2000:]
         lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and "disk" in lines[0] and "free" in lines[0], lines
+        assert len(lines) == 1 and "need" in lines[0] and "free" in lines[0], lines
+        # refused before anything compiled or was written: --out stays new
+        assert not out.exists() and time.time() - start < 60
         subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
-        subprocess.run(_cli(out, "--resume"), cwd=ROOT, check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(_cli(out), cwd=ROOT, check=True, capture_output=True)
         _same_results(reference, out)
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def _leftovers(out):
+    return [os.path.join(d, f) for d, ds, fs in os.walk(out) for f in fs + ds
+            if f.endswith(".tmp") or "orbax-checkpoint-tmp" in f]  # fmt: skip
+
+
+SITES = ["config.json", "checkpoint", "members.csv", "history.csv", "params",
+         "plots", "report.html"]  # fmt: skip
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_disk_full_at_each_write_site(site, tmp_path, capsys, monkeypatch):
+    """A full disk while writing any results file: one line naming the file,
+    exit 2, no temporary file left, and ``--resume`` (or, before any training,
+    the same command) ends with the numbers of an undisturbed run."""
+    import orbax.checkpoint as ocp
+
+    from jaxbatch import results as res
+
+    argv = [a for a in BASE if a != "--no-plots"] + [
+        "--dataset", "synthetic", "--train-size", "64", "--val-size", "32",
+        "--batch-sizes", "32", "--epochs", "2"]  # fmt: skip
+    exp = Experiment(name="alexnet_bs_sweep", doc="", claim="a test",
+                     presets={"quick": {}})  # fmt: skip
+    ref = tmp_path / "ref"
+    exp.main([*argv, "--out", str(ref)])
+    out = tmp_path / "run"
+    full = OSError(28, "No space left on device")
+    if site == "checkpoint":
+        real_save = ocp.StandardCheckpointer.save
+
+        def save(self, path, *a, **k):
+            if str(path).endswith("epoch_0002"):
+                raise full
+            return real_save(self, path, *a, **k)
+
+        monkeypatch.setattr(ocp.StandardCheckpointer, "save", save)
+    else:
+        real_replace = res.os.replace
+
+        hit = {"params": f"{os.sep}params{os.sep}",
+               "plots": f"{os.sep}plots{os.sep}"}.get(site, os.sep + site)  # fmt: skip
+
+        def replace(src, dst):
+            if hit in str(dst) and str(dst).startswith(str(out)):
+                raise full
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(res.os, "replace", replace)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        exp.main([*argv, "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2, err
+    assert len(err.splitlines()) == 1 and "disk full while writing" in err, err
+    where = {"checkpoint": "epoch_0002", "params": "member_0.msgpack",
+             "plots": ".png"}.get(site, site)  # fmt: skip
+    assert where in err, err
+    assert _leftovers(out) == []
+    monkeypatch.undo()
+    again = [*argv, "--out", str(out)] + ([] if site == "config.json" else ["--resume"])
+    exp.main(again)
+    _same_results(ref, out)
+    assert (out / "report.html").exists() and _leftovers(out) == []
+
+
+def test_a_second_writer_is_refused_and_a_killed_ones_lock_is_not(tmp_path):
+    from jaxbatch.sweep import rundir
+
+    out = tmp_path / "run"
+    long = 400  # epochs: the first run is still training when the others start
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    first = subprocess.Popen(_cli(out, epochs=long), cwd=ROOT, **quiet)
+    try:
+        assert _wait_for(first, lambda: (_ckpt(out) / "epoch_0001").exists())
+        config = (out / "config.json").read_text()
+        for extra in ([], ["--resume"]):  # another sweep, or the same one resumed
+            other = [*_cli(out, epochs=long), *extra]
+            other[other.index("--lrs") + 1] = "0.5,0.7" if not extra else "0.02,0.05"
+            done = subprocess.run(other, cwd=ROOT, capture_output=True, text=True)
+            lines = done.stderr.strip().splitlines()
+            assert first.poll() is None, "the first run ended too soon for the test"
+            assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+            if extra:
+                assert f"pid {first.pid}" in lines[0], lines
+        assert (out / "config.json").read_text() == config  # untouched
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    # the kernel dropped the killed run's lock: a resume may take it
+    rundir.RunLock(str(out)).release()
+
+
+def test_resume_refuses_checkpoints_of_other_members(tmp_path, capsys):
+    from jaxbatch import checkpoint
+
+    argv = [*BASE, "--dataset", "synthetic", "--train-size", "64", "--val-size",
+            "32", "--batch-sizes", "32", "--epochs", "2"]  # fmt: skip
+    exp = Experiment(name="alexnet_bs_sweep", doc="", claim="a test",
+                     presets={"quick": {}})  # fmt: skip
+    out = tmp_path / "run"
+    exp.main([*argv, "--lrs", "0.01,0.02", "--out", str(out)])
+    capsys.readouterr()
+    # the checkpoint's recorded members no longer match config.json's
+    directory = _ckpt(out)
+    manifest = directory / "epoch_0002" / checkpoint.MANIFEST
+    saved = results.read_json(str(manifest))
+    saved["meta"]["members"][0]["lr"] = 0.05
+    results.write_json(str(manifest), saved)
+    (out / "members.csv").unlink()
+    err = _fail([*argv, "--lrs", "0.01,0.02", "--out", str(out), "--resume"], capsys)
+    assert "hold other members" in err and "lr 0.05 there, 0.01 here" in err, err
+
+
+def test_a_signal_while_figures_are_written_stops_with_the_resume_hint(tmp_path):
+    out = tmp_path / "run"
+    argv = [a for a in _cli(out, epochs=2) if a != "--no-plots"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert _wait_for(proc, lambda: (out / "plots").is_dir(), timeout=300)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the figures were done before the signal arrived")
+    assert proc.returncode == 143, err[-2000:]
+    assert "Exception ignored" not in err and "Traceback" not in err, err[-2000:]
+    assert "--resume" in err.strip().splitlines()[-1]
+    assert not (out / "report.html").exists()
+    subprocess.run([*argv, "--resume"], cwd=ROOT, check=True, capture_output=True)
+    assert (out / "report.html").exists()
 
 
 # --- bad input: one line, exit 2, nothing that blocks a new run ------------------
@@ -304,3 +439,42 @@ def test_corrupt_config_json_names_the_file(tmp_path, capsys):
 def test_lr_grid_with_infinite_end_is_a_clear_error():
     with pytest.raises(ValueError, match="finite 0 < low <= high"):
         schedules.lr_grid(1e-3, float("inf"))
+
+
+def test_init_from_another_architecture_is_refused(tmp_path, capsys):
+    argv = [*BASE, "--dataset", "synthetic", "--train-size", "64", "--val-size",
+            "32", "--batch-sizes", "32", "--lrs", "0.01"]  # fmt: skip
+    exp = Experiment(name="alexnet_bs_sweep", doc="", claim="a test",
+                     presets={"quick": {}})  # fmt: skip
+    mlp = tmp_path / "mlp"
+    exp.main([*argv, "--out", str(mlp)])
+    capsys.readouterr()
+    other = [a if a != "hidden=(8,)" else "hidden=(16,)" for a in argv]
+    err = _fail([*other, "--init-from", f"{mlp}:0", "--out", str(tmp_path / "b")],
+                capsys)  # fmt: skip
+    assert "do not fit mlp" in err and "params/Dense_0/kernel" in err, err
+    assert not (tmp_path / "b").exists()
+    # the same model loads every array, and says so
+    exp.main([*argv, "--init-from", f"{mlp}:0", "--out", str(tmp_path / "c")])
+    assert "4 of 4 arrays loaded" in capsys.readouterr().out
+
+
+def test_a_new_head_starts_fresh_and_nothing_else_may_differ():
+    from jaxbatch.engine.step import base_fit
+
+    def net(head, hidden=64):
+        z = np.zeros
+        return {"params": {"Dense_0": {"kernel": z((784, hidden)), "bias": z(hidden)},
+                           "Dense_1": {"kernel": z((hidden, head)), "bias": z(head)}},
+                "batch_stats": {}}  # fmt: skip
+
+    loaded, head, problems = base_fit(net(5), net(10), num_classes=5)
+    assert sorted(loaded) == ["params/Dense_0/bias", "params/Dense_0/kernel"]
+    assert sorted(head) == ["params/Dense_1/bias", "params/Dense_1/kernel"]
+    assert problems == []
+    # a narrower trunk: differences in two modules are not a new head
+    loaded, head, problems = base_fit(net(5, hidden=32), net(10), num_classes=5)
+    assert head == [] and len(problems) == 4 and loaded == []
+    # a trunk that differs in its last axis is not a head (that is num_classes)
+    loaded, head, problems = base_fit(net(10, hidden=32), net(10), num_classes=10)
+    assert head == [] and len(problems) == 3 and len(loaded) == 1

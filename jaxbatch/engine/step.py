@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
 
@@ -43,6 +44,50 @@ def _overlay(fresh, base):
         return jnp.asarray(other, leaf.dtype)
 
     return jax.tree_util.tree_map_with_path(pick, fresh)
+
+
+def base_fit(
+    fresh: Mapping, base: Mapping, num_classes: int
+) -> tuple[list[str], list[str], list[str]]:
+    """How trained weights ``base`` fit a model's fresh ones (both
+    ``{"params", "batch_stats"}``, arrays or shapes): ``(loaded, fresh_head,
+    problems)``. Leaves at the same path with the same shape load. A
+    classifier head for another number of classes starts fresh: leaves that
+    differ only in their last axis, which is ``num_classes`` here, all in one
+    top-level module, and nothing else differs. Anything else (a missing or
+    extra array, another shape) is a problem, and then so is the head."""
+
+    def flat(tree):
+        leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+        return {
+            "/".join(str(getattr(k, "key", k)) for k in p): tuple(np.shape(v))
+            for p, v in leaves
+        }
+
+    mine, theirs = flat(fresh), flat(base)
+    loaded, other, problems = [], [], []
+    for path, shape in mine.items():
+        if theirs.get(path) == shape:
+            loaded.append(path)
+        elif path not in theirs:
+            problems.append(f"{path} {shape} not in the run")
+        elif (len(theirs[path]) == len(shape) and theirs[path][:-1] == shape[:-1]
+              and shape[-1] == num_classes):  # fmt: skip
+            other.append(path)
+        else:
+            problems.append(f"{path} {shape} here, {theirs[path]} in the run")
+    problems += [f"{p} {theirs[p]} only in the run" for p in theirs if p not in mine]
+    modules = {"/".join(p.split("/")[:2]) for p in other}  # params/Dense_2
+    if len(modules) > 1 or problems:
+        problems += [f"{p} {mine[p]} here, {theirs[p]} in the run" for p in other]
+        other = []
+    return loaded, other, problems
+
+
+def member_shapes(spec: TrainSpec, hp: Mapping) -> MemberState:
+    """The shapes of one member's state (``hp``: one member's values), traced
+    without computing anything."""
+    return jax.eval_shape(lambda h: init_member(spec, h), hp)
 
 
 def init_member(

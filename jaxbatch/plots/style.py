@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm, Normalize
 
-from jaxbatch import results, stats
+from jaxbatch import interrupts, results, stats
 
 
 def load(out: str) -> tuple[dict, dict]:
@@ -183,13 +183,17 @@ def train_images(out: str) -> int:
 def save_figures(out: str, figures: dict) -> list[str]:
     """Save ``{file name: fn(out) -> Figure}`` into ``<out>/plots``; return paths."""
     plot_dir = os.path.join(out, "plots")
-    os.makedirs(plot_dir, exist_ok=True)
+    results.makedirs(plot_dir)
     paths = []
     for name, make in figures.items():
+        interrupts.check()  # a signal stops between figures, not inside one
         fig = make(out)
         path = os.path.join(plot_dir, name)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        try:
+            with results.atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=120, format=os.path.splitext(name)[1][1:] or "png")
+        finally:
+            plt.close(fig)
         paths.append(path)
     return paths
 

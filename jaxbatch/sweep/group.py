@@ -12,6 +12,7 @@ probes, control rules, checkpoints, progress, TensorBoard) is a hook.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Sequence
 
@@ -20,13 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxbatch import checkpoint, results
+from jaxbatch import checkpoint, interrupts, results
 from jaxbatch.engine.auto import auto_strategy
 from jaxbatch.engine.group import concat_metrics, fetch, group_fns, run_steps
 from jaxbatch.engine.hparams import pad_members
 from jaxbatch.engine.member_axis import member_multiple
 from jaxbatch.sweep.hooks import Hook, record
-from jaxbatch.sweep.plan import GroupPlan
+from jaxbatch.sweep.plan import GroupPlan, member_recipes
 from jaxbatch.sweep.state import GroupRun, SweepRun
 
 
@@ -109,17 +110,35 @@ def begin(plan: GroupPlan, sweep: SweepRun, hooks: Sequence[Hook]) -> GroupRun:
         history=new_history(plan, len(hp["lr"]), hooks),
         compile_s=time.perf_counter() - t0,
     )  # fmt: skip
-    directory = checkpoint.group_dir(sweep.out, plan.index)
     if sweep.resume:
+        directory = checkpoint.group_dir(sweep.out, plan.index)
         g.epochs_done, restored = checkpoint.restore_latest(
             directory, {"state": g.state, "history": g.history}, log=tqdm.write
         )
         g.state, g.history = restored["state"], restored["history"]
-    else:  # room for the checkpoints kept (two) before training starts
-        checkpoint.check_free_space(
-            directory, 2 * checkpoint.tree_bytes({"s": g.state, "h": g.history})
-        )
+        if g.epochs_done:
+            _check_members(directory, g)
     return g
+
+
+def _check_members(directory: str, g: GroupRun) -> None:
+    """Refuse a checkpoint of other members than the plan's (a checkpoint
+    written before members were saved with it is not judged)."""
+    saved = (checkpoint.read_meta(directory, g.epochs_done) or {}).get("members")
+    now = json.loads(json.dumps(member_recipes(g.plan)))
+    if saved is None or saved == now:
+        return
+    diff = next(
+        (f"member {a.get('member')}: {k} {_short(a.get(k))} there, "
+         f"{_short(b.get(k))} here"
+         for a, b in zip(saved, now) for k in sorted(set(a) | set(b))
+         if a.get(k) != b.get(k)),
+        f"{len(saved)} members there, {len(now)} here",
+    )  # fmt: skip
+    raise ValueError(
+        f"--resume: the checkpoints in {directory} hold other members than this "
+        f"run's configuration ({diff}); start a new --out"
+    )
 
 
 def compile_training(g: GroupRun) -> None:
@@ -151,6 +170,7 @@ def train_epoch(g: GroupRun, epoch: int, hooks: Sequence[Hook]) -> None:
     due = {s for s in evals if start < s <= end} | {end}
     due |= {s for h in every for s in range(start + 1, end + 1) if s % h.every == 0}
     for stop in sorted(due):
+        interrupts.check()  # Ctrl-C / SIGTERM: stop here, the epoch resumes
         begun = g.step
         metrics = run_to(g, stop)
         for h in hooks:
@@ -200,3 +220,7 @@ def finish(g: GroupRun, hooks: Sequence[Hook]) -> None:
     n = g.n_real
     g.history = {k: (v[:n] if np.ndim(v) else v) for k, v in g.history.items()}
     g.final = {k: (v[:n] if np.ndim(v) else v) for k, v in g.final.items()}
+
+
+def _short(value):
+    return f"{value:.6g}" if isinstance(value, float) else value

@@ -200,3 +200,14 @@ def check_multipliers(plan: GroupPlan) -> None:
                 f"lr multiplier pattern {pattern!r} matches no parameter of "
                 f"{plan.spec.model}; its parameters are: {', '.join(paths)}"
             )
+
+
+def member_recipes(plan: GroupPlan) -> list[dict]:
+    """Each member of a group and its hyperparameters as the step reads them,
+    kept with every checkpoint: a resume checks that they are still the
+    members being trained."""
+    return [
+        {"member": m["member"],
+         **{k: np.asarray(v[i]).tolist() for k, v in sorted(plan.hp.items())}}
+        for i, m in enumerate(plan.members)
+    ]  # fmt: skip

@@ -13,6 +13,7 @@ from jaxbatch import checkpoint, results
 from jaxbatch import tensorboard as tb
 from jaxbatch.sweep import cost
 from jaxbatch.sweep.hooks import Hook
+from jaxbatch.sweep.plan import member_recipes
 from jaxbatch.sweep.state import GroupRun
 
 
@@ -22,7 +23,8 @@ class Checkpoint(Hook):
 
     def after_epoch(self, g: GroupRun, epoch: int) -> None:
         directory = checkpoint.group_dir(g.sweep.out, g.plan.index)
-        checkpoint.save(directory, epoch + 1, {"state": g.state, "history": g.history})
+        checkpoint.save(directory, epoch + 1, {"state": g.state, "history": g.history},
+                        meta={"members": member_recipes(g.plan)})  # fmt: skip
 
 
 class SaveWeights(Hook):

@@ -9,9 +9,12 @@ and devices, the data's sizes and the groups; one host writes, all train.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import platform
+import socket
 import time
 from collections.abc import Mapping
 
@@ -51,17 +54,62 @@ def environment() -> dict:
     }
 
 
+LOCK = ".jaxbatch.lock"  # held by the process writing the run; not a result
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the whole of a run, so that a
+    second process cannot write into it. It is an ``flock`` on
+    ``<out>/.jaxbatch.lock``: the kernel drops it when its process ends, however
+    it ends, so a run killed with SIGKILL leaves no lock that blocks
+    ``--resume``. The file names the holder (pid, host) for the refusal."""
+
+    def __init__(self, out: str):
+        results.makedirs(out)
+        path = os.path.join(out, LOCK)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip()
+            os.close(self.fd)
+            if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            raise ValueError(
+                f"{out} is being written by another run ({holder or 'unknown'}); "
+                "wait for it to finish, or choose another --out"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _entries(out: str) -> list[str]:
+    return [n for n in os.listdir(out) if n != LOCK]
+
+
 def check_out(out: str, resume: bool) -> None:
     """Refuse an --out that is a file, a foreign non-empty directory, or a
     finished or started run without --resume."""
     config_path = os.path.join(out, "config.json")
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out} is a file; give a directory")
+    up = os.path.dirname(os.path.abspath(out))
+    while not os.path.exists(up):
+        up = os.path.dirname(up)
+    if not os.path.isdir(up):
+        raise ValueError(f"--out {out}: {up} is a file, not a folder; give a directory")
     if resume:
         if not os.path.exists(config_path):
             raise ValueError(f"--resume: no run to resume in {out} (no config.json)")
         return
-    if not os.path.isdir(out) or not os.listdir(out):
+    if not os.path.isdir(out) or not _entries(out):
         return
     if not os.path.exists(config_path):
         raise ValueError(

@@ -17,15 +17,16 @@ from collections.abc import Sequence
 
 import jax
 
-from jaxbatch import choices, data, report, results, xla_flags
+from jaxbatch import checkpoint, choices, data, report, results, xla_flags
 from jaxbatch import tensorboard as tb
 from jaxbatch.config.sweep_config import SweepConfig
 from jaxbatch.engine.caches import enable_compilation_cache
 from jaxbatch.engine.spec import check_placement
+from jaxbatch.engine.step import base_fit, member_shapes
 from jaxbatch.plots.standard import save_all
 from jaxbatch.sweep import cost, rundir, tables
 from jaxbatch.sweep.control import Control
-from jaxbatch.sweep.group import train_group
+from jaxbatch.sweep.group import new_history, train_group
 from jaxbatch.sweep.hooks import Hook, check_names
 from jaxbatch.sweep.inputs import device_data, load_data
 from jaxbatch.sweep.measurements import (
@@ -81,11 +82,14 @@ def run(
     )  # fmt: skip
     if dry_run:  # the cost only: nothing is written, nothing trains
         return sweep.meta["cost"]
-    groups = train_groups(sweep, hooks)
-    if not sweep.writer:
-        return sweep.out
-    write_tables(sweep, groups, hooks)
-    finish(sweep, hooks, figures=plots, page=plots and report)
+    try:
+        groups = train_groups(sweep, hooks)
+        if sweep.writer:
+            write_tables(sweep, groups, hooks)
+            finish(sweep, hooks, figures=plots, page=plots and report)
+    finally:
+        if sweep.lock is not None:
+            sweep.lock.release()
     return sweep.out
 
 
@@ -157,23 +161,86 @@ def plan_sweep(
         sweep.meta["cost"] = cost.sweep_cost(plans, sweep.device.train)
         print(cost.cost_line(sweep.meta["cost"]), flush=True)
         return sweep
+    shapes = [member_shapes(p.spec, {k: v[0] for k, v in p.hp.items()}) for p in plans]
     if config.init_from:
-        run_dir, member = results.parse_run_member(config.init_from)
-        sweep.base = jax.tree.map(
-            jax.numpy.asarray, results.load_params(run_dir, member)
-        )
-        print(f"initialising every member from member {member} of {run_dir}")
+        sweep.base = _load_base(config.init_from, plans, shapes)
+    if not resume and sweep.writer:  # before anything compiles or is written
+        checkpoint.check_free_space(
+            out, _checkpoint_bytes(plans, shapes, hooks),
+            then="free some space or choose another --out",
+        )  # fmt: skip
+    if sweep.writer:
+        # One writer per run directory, from here to the end of the run; the
+        # checks run again under the lock (another run may have started
+        # between them and here).
+        sweep.lock = rundir.RunLock(out)
+        try:
+            rundir.check_out(out, resume)
+            if resume:
+                rundir.check_resume(out, config)
+        except ValueError:
+            sweep.lock.release()
+            raise
+    try:
+        _start_rundir(sweep, resume)
+    except BaseException:
+        if sweep.lock is not None:
+            sweep.lock.release()
+        raise
+    return sweep
+
+
+def _start_rundir(sweep: SweepRun, resume: bool) -> None:
+    """``config.json``, the data on the device and the cost."""
     rundir.sync_hosts("jaxbatch: every host checked the output directory")
     if not resume and sweep.writer:
-        os.makedirs(out, exist_ok=True)
         results.write_json(sweep.config_path, sweep.meta)
     rundir.sync_hosts("jaxbatch: config.json written")
-    sweep.device = device_data(ds, plans[0].spec, config)
-    sweep.meta["cost"] = cost.sweep_cost(plans, sweep.device.train)
+    sweep.device = device_data(sweep.dataset, sweep.plans[0].spec, sweep.config)
+    sweep.meta["cost"] = cost.sweep_cost(sweep.plans, sweep.device.train)
     print(cost.cost_line(sweep.meta["cost"]), flush=True)
     if sweep.writer:
         rundir.update_json(sweep.config_path, cost=sweep.meta["cost"])
-    return sweep
+
+
+def _load_base(init_from: str, plans, shapes) -> dict:
+    """The weights of ``--init-from``, checked against every group's model
+    before anything compiles: the same layers and shapes, but for a
+    classifier head for another number of classes (it starts fresh)."""
+    run_dir, member = results.parse_run_member(init_from)
+    base = jax.tree.map(jax.numpy.asarray, results.load_params(run_dir, member))
+    for plan, state in zip(plans, shapes):
+        fresh = {"params": state.params, "batch_stats": state.batch_stats}
+        loaded, head, problems = base_fit(fresh, base, plan.spec.num_classes)
+        if problems:
+            shown = "; ".join(problems[:4]) + ("; ..." if len(problems) > 4 else "")
+            n = len(loaded) + len(head) + len(problems)
+            raise ValueError(
+                f"--init-from {init_from}: member {member}'s weights do not fit "
+                f"{plan.spec.model} ({len(problems)} of {n} "
+                f"arrays differ: {shown}); start from a run of the same model (only "
+                "the classifier head may differ, for another number of classes)"
+            )
+        fresh_note = f"; {', '.join(head)} start fresh (a new head)" if head else ""
+        print(
+            f"initialising every member of group {plan.index + 1} from member "
+            f"{member} of {run_dir}: {len(loaded)} of {len(loaded) + len(head)} "
+            f"arrays loaded{fresh_note}", flush=True,
+        )  # fmt: skip
+    return base
+
+
+def _checkpoint_bytes(plans, shapes, hooks) -> int:
+    """What the checkpoints of a run take: two per group (the newest two are
+    kept), of every member's state and the group's history."""
+    total = 0
+    for plan, state in zip(plans, shapes):
+        history = new_history(plan, len(plan.members), hooks)
+        total += 2 * (
+            len(plan.members) * checkpoint.tree_bytes(state)
+            + checkpoint.tree_bytes(history)
+        )
+    return total
 
 
 _STANDARD = (Evaluation, StepProbes, NoiseScale, Control, Sharpness, WeightStats,

@@ -39,6 +39,7 @@ class SweepRun:
     progress: bool = True
     writer: bool = True  # this host writes the results
     base: Mapping | None = None  # weights every member starts from (--init-from)
+    lock: Any = None  # the run directory's lock, held by the writing host
 
     @property
     def config_path(self) -> str:
