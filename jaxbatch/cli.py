@@ -13,6 +13,7 @@ import argparse
 import ast
 import contextlib
 import dataclasses
+import re
 import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -290,6 +291,32 @@ def parse(description: str, presets: Mapping, experiment: str, argv):
     return parser, given, args, args.out or default_out(experiment)
 
 
+# A member's recipe field comes from the grid flag of its list.
+_GRID_FLAGS = {
+    "batch_size": "--batch-sizes", "lr": "--lrs", "seed": "--seeds",
+    "weight_decay": "--weight-decays", "momentum": "--momentums",
+    "schedule": "--schedule", "weight_decay_mode": "--weight-decay-mode",
+}  # fmt: skip
+
+
+def with_flags(message: str) -> str:
+    """A library message names config fields (``lrs needs at least one
+    value``); on the command line it names the flags as well (``lrs (--lrs)
+    needs ...``). Only a field named as the subject of a check is marked: at
+    the start of the message or of a member's clause (after ``: ``)."""
+    flags = {f: flag for flag, (f, _, _) in config_flags().items()}
+    flags.update(_GRID_FLAGS)
+
+    def mark(match):
+        lead, name = match.group(1), match.group(2)
+        flag = flags.get(name)
+        if flag is None or f"({flag})" in message:
+            return match.group(0)
+        return f"{lead}{name} ({flag})"
+
+    return re.sub(r"(^|: )([a-z][a-z0-9_]*)(?= )", mark, message)
+
+
 @contextlib.contextmanager
 def command(parser, experiment: str, given: list[str], args, out: str):
     """The body of an experiment's command: bad input, missing data or a full
@@ -302,7 +329,7 @@ def command(parser, experiment: str, given: list[str], args, out: str):
             yield
     except (ValueError, OSError) as err:
         message = " ".join(str(err).split()) if str(err) else type(err).__name__
-        parser.exit(2, f"{parser.prog}: error: {message}\n")
+        parser.exit(2, f"{parser.prog}: error: {with_flags(message)}\n")
     except KeyboardInterrupt as err:
         if not args.out:
             given = [*given, "--out", out]

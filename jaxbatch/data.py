@@ -435,6 +435,15 @@ def _decode_image(path: pathlib.Path, size: int) -> np.ndarray:
                 wide = np.asarray(img, np.float64)
                 peak = 65535.0 if img.mode.startswith("I;16") else max(wide.max(), 1)
                 img = Image.fromarray(np.round(wide / peak * 255).astype(np.uint8))
+            elif img.mode == "F":
+                # float grey (a float TIFF): values in [0, 1] are a fraction of
+                # white, others are scaled from their own range; Pillow's
+                # convert("RGB") would cast 0.0-1.0 to 0-1 out of 255 (black).
+                wide = np.nan_to_num(np.asarray(img, np.float64))
+                lo, hi = (0.0, 1.0) if wide.min() >= 0 and wide.max() <= 1 else (
+                    wide.min(), max(wide.max(), wide.min() + 1e-12))  # fmt: skip
+                img = Image.fromarray(np.round((wide - lo) / (hi - lo) * 255)
+                                      .astype(np.uint8))  # fmt: skip
             img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(img, np.uint8)
     except Exception as err:  # Pillow raises OSError, ValueError, SyntaxError, ...

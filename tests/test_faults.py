@@ -362,10 +362,39 @@ BASE = ["--model", "mlp", "--model-kwargs", "hidden=(8,)", "--epochs", "1",
             "Fashion-MNIST not found in /nonexistent",
         ),
         (["--dataset", "imagefolder", "--data-dir", "/nonexistent"], "does not exist"),
-        (["--seed", "-3"], "seed must be an integer in \\[0, 2\\*\\*31\\), got -3"),
-        (["--seeds", "99999999999999999999"], "seed must be an integer in"),
-        (["--seeds", "-1,-2"], "seed must be an integer in \\[0, 2\\*\\*31\\), got -1"),
-        (["--warmup-epochs", "nan"], "warmup_epochs must be >= 0, got nan"),
+        (
+            ["--seed", "-3"],
+            "seed \\(--(data-seed|seeds)\\) must be an integer in \\[0, 2",
+        ),
+        (
+            ["--seeds", "99999999999999999999"],
+            "seed \\(--seeds\\) must be an integer in",
+        ),
+        (
+            ["--seeds", "-1,-2"],
+            "seed \\(--seeds\\) must be an integer in \\[0, 2\\*\\*31\\), got -1",
+        ),
+        (
+            ["--warmup-epochs", "nan"],
+            "warmup_epochs \\(--warmup-epochs\\) must be >= 0, got nan",
+        ),
+        (
+            ["--data-seed", "-1"],
+            "data_seed \\(--data-seed\\) must be an integer in \\[0, 2",
+        ),
+        (
+            ["--freeze", "Conv_9"],
+            "freeze \\(--freeze\\) pattern 'Conv_9' matches no parameter",
+        ),
+        (
+            ["--plateau-min-scale", "2"],
+            "plateau_min_scale \\(--plateau-min-scale\\) must be a number in \\[0, 1",
+        ),
+        (["--plateau-threshold", "inf"], "got inf \\(not a finite number\\)"),
+        (
+            ["--lrs", "0.01", "--weight-decays", "nan"],
+            "weight_decay \\(--weight-decays\\) must be",
+        ),
     ],
 )
 def test_bad_flags_are_one_line(flags, message, tmp_path, capsys):
@@ -373,6 +402,25 @@ def test_bad_flags_are_one_line(flags, message, tmp_path, capsys):
                  *flags], capsys)  # fmt: skip
     assert __import__("re").search(message, err), err
     assert not (tmp_path / "o" / "checkpoints").exists()
+
+
+def test_resume_keeps_the_measured_throughput_and_allows_another_cache_setting(
+    tmp_path, capsys
+):
+    argv = [*BASE, "--dataset", "synthetic", "--train-size", "64", "--val-size",
+            "32", "--batch-sizes", "32", "--epochs", "2"]  # fmt: skip
+    exp = Experiment(name="alexnet_bs_sweep", doc="", claim="a test",
+                     presets={"quick": {}})  # fmt: skip
+    out = tmp_path / "run"
+    exp.main([*argv, "--out", str(out)])
+    measured = results.read_json(str(out / "config.json"))["cost"]["groups"][0]
+    assert measured["achieved_flops"] > 0
+    (out / "members.csv").unlink()
+    # a compile-cache setting changes no number: the resume is allowed
+    exp.main([*argv, "--out", str(out), "--resume", "--no-compile-cache"])
+    again = results.read_json(str(out / "config.json"))["cost"]["groups"][0]
+    assert again["achieved_flops"] == measured["achieved_flops"]
+    assert (out / "members.csv").exists()
 
 
 def test_empty_data_dir_and_bad_image_folders_are_one_line(tmp_path, capsys):
@@ -408,6 +456,21 @@ def test_sixteen_bit_images_keep_their_contrast(tmp_path):
     x = data._decode_image(path, 8)
     np.testing.assert_allclose(x[..., 0], np.round(ramp / 65535 * 255), atol=1)
     assert x.mean() < 200  # not clipped to white
+
+
+def test_float_tiff_images_keep_their_values(tmp_path):
+    from PIL import Image
+
+    from jaxbatch import data
+
+    ramp = np.linspace(0.0, 1.0, 64, dtype=np.float32).reshape(8, 8)
+    path = tmp_path / "x.tif"
+    Image.fromarray(ramp).save(path)  # float32: mode F
+    with Image.open(path) as img:
+        assert img.mode == "F"
+    x = data._decode_image(path, 8)
+    np.testing.assert_allclose(x[..., 0], np.round(ramp * 255), atol=1)
+    assert x.max() == 255  # not black
 
 
 def test_out_that_is_a_file_or_a_foreign_directory_is_refused(tmp_path, capsys):

@@ -34,6 +34,17 @@ def must_be_positive(name, value, *, integer=False):
         raise ValueError(f"{name} must be {kind}, got {name}={value!r}")
 
 
+def must_be_in(name, value, low, high, *, what=""):
+    """``low <= value <= high`` and finite (NaN and inf refused by name)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and low <= value <= high):
+        finite = " (not a finite number)" if number and not math.isfinite(value) else ""
+        raise ValueError(
+            f"{name} must be a number in [{low:g}, {high:g}]{what}, got "
+            f"{value!r}{finite}"
+        )
+
+
 def must_not_be_empty(name, values):
     if not values:
         raise ValueError(f"{name} needs at least one value, got an empty list")
@@ -67,6 +78,10 @@ class DataConfig:
         for name in ("train_size", "val_size", "image_size"):
             if getattr(self, name) is not None:
                 must_be_positive(name, getattr(self, name), integer=True)
+        if not (isinstance(self.data_seed, int) and 0 <= self.data_seed < 2**31):
+            raise ValueError(
+                f"data_seed must be an integer in [0, 2**31), got {self.data_seed!r}"
+            )
 
     def load(self) -> data.Dataset:
         """The dataset these settings name, split into train and validation."""
@@ -231,6 +246,12 @@ class ControlConfig:
 
     def validate(self):
         must_be_one_of("control_metric", self.control_metric, ("val_loss", "val_acc"))
+        must_be_in("plateau_min_scale", self.plateau_min_scale, 0, 1,
+                   what=" (a fraction of the peak LR)")  # fmt: skip
+        if self.plateau_stop_scale is not None:
+            must_be_in("plateau_stop_scale", self.plateau_stop_scale, 0, 1)
+        must_be_in("plateau_threshold", self.plateau_threshold, 0, math.inf)
+        must_be_in("early_stop_min_delta", self.early_stop_min_delta, 0, math.inf)
         self.rules(0.5)
 
     def rules(self, plateau_factor: float | None) -> dict:

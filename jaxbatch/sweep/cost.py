@@ -85,7 +85,8 @@ def _cpu_peak() -> float:
     with Intel's AVX-512), from ``/proc/cpuinfo``; NaN where it cannot be
     read. A nominal figure: turbo clocks and the SIMD width XLA uses vary."""
     try:
-        text = open("/proc/cpuinfo").read()
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
     except OSError:
         return math.nan
     mhz = [float(v) for v in re.findall(r"cpu MHz\s*:\s*([\d.]+)", text)]
@@ -206,3 +207,16 @@ def record_throughput(c: dict, group: int, achieved: float, epoch_s: float) -> N
             + (f" ({g['utilisation']:.1%} of the nominal peak, {c['device_peak']})"
                if g["utilisation"] is not None else "")
         )  # fmt: skip
+
+
+MEASURED = ("achieved_flops", "epoch_s", "utilisation")
+
+
+def keep_measured(c: dict, saved: dict) -> None:
+    """Into a resumed run's cost ``c``: the throughput its interrupted run
+    measured (per group, and the sweep's estimate), which a resume does not
+    measure again for the epochs already trained."""
+    for g, old in zip(c.get("groups", []), saved.get("groups", [])):
+        g.update({k: old[k] for k in MEASURED if k in old})
+    if "estimated_s" in saved:
+        c["estimated_s"] = saved["estimated_s"]

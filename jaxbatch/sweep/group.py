@@ -101,7 +101,14 @@ def begin(plan: GroupPlan, sweep: SweepRun, hooks: Sequence[Hook]) -> GroupRun:
     }
     fns_of = {b: group_fns(s) for b, s in specs.items()}
     first = specs[plan.batch_sizes[0]]
-    hp, n_real = pad_members(plan.hp, member_multiple(first))
+    multiple = member_multiple(first)
+    hp, n_real = pad_members(plan.hp, multiple)
+    if len(hp["lr"]) > n_real:
+        tqdm.write(
+            f"group {plan.index + 1}: {n_real} members padded to {len(hp['lr'])} "
+            f"(a multiple of {multiple}, for the devices); the padding members "
+            "train and are dropped, and a member count divisible by it wastes nothing"
+        )
     t0 = time.perf_counter()
     state = jax.block_until_ready(fns_of[first.batch_size].init(hp, sweep.base))
     g = GroupRun(

@@ -85,7 +85,9 @@ class Evaluation(Hook):
         e = evaluated[-1] if len(evaluated) and not diverged else None
         val_loss = float(h["val_loss"][i, e]) if e is not None else NAN
         val_acc = float(h["val_acc"][i, e]) if e is not None else NAN
-        has_acc = np.isfinite(h["val_acc"][i]).any()
+        # a best evaluation needs a finite value of the control metric (a
+        # member that blew up at once has an accuracy but no finite loss)
+        has_acc = np.isfinite(h[g.config.control_metric][i]).any()
         best = self._best(g, i) if has_acc else -1
         return {
             "train_eval_loss": final("train_eval_loss"),

@@ -187,17 +187,19 @@ def _plan_group(g, model, family, sizes, members, indices, config, ds, any_plate
         eval_steps=np.asarray(sorted(evals)),
     )
     if patterns:
-        check_multipliers(plan)
+        check_multipliers(plan, frozen=config.freeze)
     return plan
 
 
-def check_multipliers(plan: GroupPlan) -> None:
-    """Every LR-multiplier pattern must match a parameter of the model."""
+def check_multipliers(plan: GroupPlan, frozen=()) -> None:
+    """Every LR-multiplier (and freeze) pattern must match a parameter of the
+    model."""
     paths = optim.param_paths(plan.param_shapes)
     for pattern in plan.spec.multiplier_patterns:
         if not any(re.search(pattern, p) for p in paths):
+            kind = "freeze" if pattern in frozen else "lr multiplier"
             raise ValueError(
-                f"lr multiplier pattern {pattern!r} matches no parameter of "
+                f"{kind} pattern {pattern!r} matches no parameter of "
                 f"{plan.spec.model}; its parameters are: {', '.join(paths)}"
             )
 

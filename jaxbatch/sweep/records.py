@@ -60,9 +60,11 @@ class Progress(Hook):
         self.bar.update(stop - start)
 
     def at_eval(self, g: GroupRun, e: int) -> None:
-        best = np.nanmax(g.history["val_acc"][: g.n_real])
+        acc = g.history["val_acc"][: g.n_real]
+        acc = acc[np.isfinite(acc)]  # every member may have diverged
         self.bar.set_postfix(
-            epoch=f"{g.epoch + 1}/{g.config.epochs}", best_val_acc=f"{best:.4f}"
+            epoch=f"{g.epoch + 1}/{g.config.epochs}",
+            best_val_acc=f"{acc.max():.4f}" if acc.size else "none (diverged)",
         )
 
     def at_end(self, g: GroupRun) -> None:

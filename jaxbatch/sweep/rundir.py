@@ -146,8 +146,12 @@ def check_resume(out: str, config: SweepConfig) -> None:
         )
 
 
+# Settings that change how a run goes, never its numbers: a resume may change them.
+NO_RESULT = ("execution.compile_cache",)
+
+
 def _config_diff(saved: Mapping, current: Mapping) -> list[str]:
-    keys = sorted(set(saved) | set(current))
+    keys = sorted((set(saved) | set(current)) - set(NO_RESULT))
     norm = lambda v: json.loads(json.dumps(v))  # noqa: E731 tuples vs lists
     return [
         f"{k}: {saved.get(k)!r} in the run, {current.get(k)!r} now"

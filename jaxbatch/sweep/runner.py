@@ -198,6 +198,9 @@ def _start_rundir(sweep: SweepRun, resume: bool) -> None:
     rundir.sync_hosts("jaxbatch: config.json written")
     sweep.device = device_data(sweep.dataset, sweep.plans[0].spec, sweep.config)
     sweep.meta["cost"] = cost.sweep_cost(sweep.plans, sweep.device.train)
+    if resume:  # keep what the interrupted run measured (its groups' FLOP/s)
+        saved = results.read_json(sweep.config_path).get("cost") or {}
+        cost.keep_measured(sweep.meta["cost"], saved)
     print(cost.cost_line(sweep.meta["cost"]), flush=True)
     if sweep.writer:
         rundir.update_json(sweep.config_path, cost=sweep.meta["cost"])
