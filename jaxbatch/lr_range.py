@@ -21,8 +21,10 @@ Suggestion rules (documented, and robust to early spikes):
   median of each seed's value.
 - grid: ``suggested_lr`` is the LR whose members end with the lowest mean
   training loss (their final parameters evaluated on a fixed training
-  subset); ``diverge_lr`` the smallest LR at which any seed diverged or whose
-  mean final loss is above the loss of a uniform guess, ln(classes).
+  subset); ``diverge_lr`` the smallest LR at which any seed diverged or,
+  above the suggestion, whose mean final loss blew up: above the loss of the
+  first step or 4x the best. (A small LR that has barely moved in a short
+  run ends near ln(classes) too; it is slow, not diverged.)
 
 :func:`analyse` reads the two runs and writes ``lr_range.json``.
 """
