@@ -301,6 +301,12 @@ def batch_sizes(member: Member, epochs: int) -> tuple[int, ...]:
     return tuple(fn(e) for e in range(epochs))
 
 
+def _got(value) -> str:
+    """A bad value as a message shows it; NaN and inf said to be not finite."""
+    bad = isinstance(value, float) and not math.isfinite(value)
+    return f"{value!r}" + (" (not a finite number)" if bad else "")
+
+
 def check(member: Member) -> None:
     """Raise ValueError naming the bad value of a resolved member."""
 
@@ -324,7 +330,7 @@ def check(member: Member) -> None:
     if member.schedule in ("step", "multistep") and not 0 < member.gamma <= 1:
         raise bad(
             f"gamma is the LR factor at each decay and must be in (0, 1], got "
-            f"gamma={member.gamma!r}"
+            f"gamma={_got(member.gamma)}"
         )
     if member.schedule == "step" and not (
         member.decay_epochs is not None and member.decay_epochs > 0
@@ -348,7 +354,7 @@ def check(member: Member) -> None:
     ):
         raise bad(
             f"schedule {member.schedule!r} needs decay_rate k > 0 (per epoch), got "
-            f"decay_rate={member.decay_rate!r}"
+            f"decay_rate={_got(member.decay_rate)}"
         )
     if member.schedule == "range" and not (
         math.isfinite(member.lr_max) and member.lr_max > member.lr
@@ -358,9 +364,9 @@ def check(member: Member) -> None:
             f"lr_max={member.lr_max!r}"
         )
     if not (member.power > 0 and math.isfinite(member.power)):
-        raise bad(f"power must be positive, got {member.power!r}")
+        raise bad(f"power must be positive, got {_got(member.power)}")
     if not (member.warmup_epochs >= 0 and math.isfinite(member.warmup_epochs)):
-        raise bad(f"warmup_epochs must be >= 0, got {member.warmup_epochs!r}")
+        raise bad(f"warmup_epochs must be >= 0, got {_got(member.warmup_epochs)}")
     if not 0 <= member.warmup_start <= 1:
         raise bad(f"warmup_start must be in [0, 1], got {member.warmup_start!r}")
     if not 0 < member.plateau_factor <= 1:
@@ -368,9 +374,9 @@ def check(member: Member) -> None:
             f"plateau_factor must be in (0, 1] (1: off), got {member.plateau_factor!r}"
         )
     if not (member.weight_decay >= 0 and math.isfinite(member.weight_decay)):
-        raise bad(f"weight_decay must be >= 0, got {member.weight_decay!r}")
+        raise bad(f"weight_decay must be >= 0, got {_got(member.weight_decay)}")
     if not (member.momentum >= 0 and math.isfinite(member.momentum)):
-        raise bad(f"momentum must be >= 0, got {member.momentum!r}")
+        raise bad(f"momentum must be >= 0, got {_got(member.momentum)}")
     for name in ("b1", "b2"):
         if not 0 <= getattr(member, name) < 1:
             raise bad(f"{name} must be in [0, 1), got {getattr(member, name)!r}")
@@ -400,29 +406,171 @@ def describe(member: Member, brief: bool = False) -> str:
     return ", ".join(f"{k}={v}" for k, v in d.items())
 
 
+TAG_PREFIX = "tag:"
+# Names people write for a recipe field, where difflib finds nothing better.
+_ALIASES = {
+    "learning_rate": "lr", "learningrate": "lr", "bs": "batch_size",
+    "batch": "batch_size", "wd": "weight_decay", "opt": "optimizer",
+    "optim": "optimizer", "sched": "schedule", "mom": "momentum",
+}  # fmt: skip
+
+
 def read_members_file(path: str) -> list[Member]:
     """Members from a CSV file (a header row, one member per row) or a JSON
-    list of objects. Unknown columns become tags."""
-    import csv
+    list of objects (or ``{"members": [...]}``).
+
+    A column (a key) is a recipe field (a field of :class:`Member`) or a tag
+    declared with the prefix ``tag:``: the column ``tag:arm`` is the tag
+    ``arm``, a column of ``members.csv``; a JSON object may also hold its tags
+    as ``"tags": {"arm": ...}``. Empty cells are unset. Anything else (an
+    unknown column, a row with more or fewer fields than the header, a file
+    separated by ``;`` or tabs) is a one-line ValueError that names the file,
+    the row (members count from 1) and the fix."""
     import json
     import os
 
     if not os.path.isfile(path):
         raise ValueError(f"--members: no such file {path!r}")
+    where = f"--members {path}"
     try:
         if path.endswith(".json"):
-            with open(path) as f:
-                rows = json.load(f)
-            if isinstance(rows, dict):
-                rows = rows.get("members", rows)
-            if not isinstance(rows, list):
-                raise ValueError("expected a JSON list of objects")
+            rows = _json_rows(path, where)
         else:
-            with open(path, newline="") as f:
-                rows = list(csv.DictReader(f))
-        members = [Member.from_dict(r) for r in rows]
-    except (ValueError, TypeError, KeyError) as err:
-        raise ValueError(f"--members {path}: {err}") from None
-    if not members:
-        raise ValueError(f"--members {path}: no members in the file")
-    return members
+            rows = _csv_rows(path, where)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where}: not valid JSON: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{where}: not UTF-8 text ({err.reason})") from None
+    if not rows:
+        raise ValueError(f"{where}: no members in the file")
+    return [_member_from_row(row, path, n) for n, row in rows]
+
+
+def _csv_rows(path: str, where: str) -> list[tuple[int, dict]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            return []
+        header = [h.strip() for h in header]
+        for sep, name in ((";", "';'"), ("\t", "tabs")):
+            if len(header) == 1 and sep in header[0]:
+                fixed = ",".join(h.strip() for h in header[0].split(sep))
+                raise ValueError(
+                    f"{where} (the header): one column {header[0]!r} separated by "
+                    f"{name}; a members file is comma-separated: write the "
+                    f"header as {fixed} and the rows likewise"
+                )
+        for i, name in enumerate(header):
+            if not name:
+                raise ValueError(
+                    f"{where} (the header): column {i + 1} has no name; name it "
+                    "or remove the extra comma"
+                )
+            if name in header[:i]:
+                raise ValueError(
+                    f"{where} (the header): the column {name!r} appears twice; "
+                    "keep one of them"
+                )
+        rows = []
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # a blank line
+            n = len(rows) + 1
+            if len(row) != len(header):
+                raise ValueError(
+                    f"{where} (row {n}, line {reader.line_num}): {len(row)} fields, "
+                    f"the header has {len(header)}; give every row one value per "
+                    "column (an empty cell takes the sweep's default)"
+                )
+            rows.append((n, dict(zip(header, row))))
+    return rows
+
+
+def _json_rows(path: str, where: str) -> list[tuple[int, dict]]:
+    import json
+
+    with open(path, encoding="utf-8-sig") as f:
+        rows = json.load(f)
+    if isinstance(rows, dict):
+        rows = rows.get("members", rows)
+    example = '{"lr": 0.1, "tag:arm": "a"}'
+    if not isinstance(rows, list):
+        raise ValueError(
+            f"{where}: expected a JSON list of objects like [{example}], got "
+            f"{type(rows).__name__}"
+        )
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise ValueError(
+                f"{where} (row {n}): expected an object like {example}, got "
+                f"{json.dumps(row)[:60]}"
+            )
+    return list(enumerate(rows, 1))
+
+
+def _member_from_row(row: Mapping, path: str, n: int) -> Member:
+    """A :class:`Member` from row ``n`` of the members file ``path``."""
+    from jaxbatch import columns as cols
+
+    where = f"--members {path} (row {n})"
+    fields = [f.name for f in dataclasses.fields(Member) if f.name != "tags"]
+    taken = {*fields, *cols.IDENTITY_COLUMNS, *cols.RECIPE_COLUMNS,
+             *cols.RESULT_COLUMNS}  # fmt: skip
+    known, tags = {}, {}
+    for key, value in row.items():
+        name = str(key).strip()
+        if name in fields:
+            known[name] = value
+            continue
+        if name == "tags":
+            if not isinstance(value, Mapping):
+                raise ValueError(
+                    f'{where}: \'tags\' must be a JSON object like {{"arm": "a"}}; '
+                    "in a CSV file give each tag a column of its own, named with "
+                    "the prefix 'tag:' (tag:arm)"
+                )
+            declared = {str(k).strip(): v for k, v in value.items()}
+        elif name.startswith(TAG_PREFIX):
+            declared = {name[len(TAG_PREFIX) :].strip(): value}
+        else:
+            raise ValueError(_unknown_column(name, fields, path, n))
+        for tag, v in declared.items():
+            if not tag:
+                raise ValueError(
+                    f"{where}: a tag needs a name after the prefix 'tag:' (tag:arm)"
+                )
+            if tag in taken:
+                raise ValueError(
+                    f"{where}: the tag {tag!r} would overwrite the column {tag!r} "
+                    "of members.csv; give it another name"
+                )
+            if v is not None and not (isinstance(v, str) and not v.strip()):
+                tags[tag] = v
+    try:
+        return Member.from_dict({**known, "tags": tags})
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _unknown_column(name: str, fields: Sequence[str], path: str, n: int) -> str:
+    """The error for a column that is neither a recipe field nor a tag: the
+    nearest field name, and how to declare a tag."""
+    import difflib
+
+    lower = name.lower().replace("-", "_").replace(" ", "_")
+    close = [lower] if lower in fields else []
+    close = close or ([_ALIASES[lower]] if lower in _ALIASES else [])
+    close = close or difflib.get_close_matches(lower, fields, n=1)
+    hint = (
+        f"did you mean {close[0]!r}?"
+        if close
+        else f"the recipe fields are {', '.join(fields)}."
+    )
+    what = "key" if path.endswith(".json") else "column"
+    return (
+        f"--members: unknown {what} {name!r} in {path} (row {n}); {hint} A {what} "
+        f"of your own needs the prefix 'tag:' (tag:{name})"
+    )

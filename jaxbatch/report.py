@@ -65,16 +65,44 @@ document.querySelectorAll("table.sortable").forEach(function(t){
 
 def run_dirs(run_dir: str) -> list[str]:
     """The sweeps of a run: ``run_dir`` itself, or (an experiment of several
-    sweeps) its subdirectories that hold a ``members.csv``, in name order."""
+    sweeps) its subdirectories that hold a ``members.csv``, in name order.
+
+    A sweep's directory (one with a ``history.csv``) without its
+    ``members.csv`` is a :class:`results.ResultsError`."""
+    _sweep_complete(run_dir)
     if os.path.isfile(os.path.join(run_dir, "members.csv")):
         return [run_dir]
     if not os.path.isdir(run_dir):
         raise ValueError(f"{run_dir} is not a results directory")
-    return sorted(
+    subdirs = sorted(
         os.path.join(run_dir, d)
         for d in os.listdir(run_dir)
-        if os.path.isfile(os.path.join(run_dir, d, "members.csv"))
+        if os.path.isdir(os.path.join(run_dir, d))
     )
+    for d in subdirs:
+        _sweep_complete(d)
+    return [d for d in subdirs if os.path.isfile(os.path.join(d, "members.csv"))]
+
+
+def _sweep_complete(d: str) -> None:
+    """Raise if ``d`` holds a sweep's ``history.csv`` but no ``members.csv``."""
+    members = os.path.join(d, "members.csv")
+    if os.path.isfile(os.path.join(d, "history.csv")) and not os.path.isfile(members):
+        raise results.ResultsError(
+            f"{members}: missing, though history.csv is there (the sweep did not "
+            f"finish?); {results.SWEEP_FIX}"
+        )
+
+
+# The columns of members.csv the report reads (a tuple: one of them will do).
+REQUIRED_COLUMNS = ("member", "diverged", ("test_acc", "best_val_acc"))
+
+
+def read_members(run_dir: str) -> dict[str, np.ndarray]:
+    """``run_dir``'s ``members.csv``, with the columns the report needs, else
+    a :class:`results.ResultsError` (so is a missing, empty or cut-short
+    file)."""
+    return results.read_members(run_dir, require=REQUIRED_COLUMNS)
 
 
 def _pct(v: float) -> str:
@@ -235,7 +263,7 @@ def standard_verdict(run_dir: str, sweeps: Sequence[str] | None = None) -> list[
     of its sweep, or of several sweeps (``sweeps``: the names of those
     ranked together; default all) :func:`sweeps_verdict`."""
     dirs = run_dirs(run_dir)
-    tables = {d: results.read_members(d) for d in dirs}
+    tables = {d: read_members(d) for d in dirs}
     if len(dirs) == 1:
         return generic_verdict(tables[dirs[0]])
     return sweeps_verdict({
@@ -370,7 +398,7 @@ def _csv_tables(run_dir: str) -> str:
 def build(run_dir: str, out_file: str | None = None) -> str:
     """Write ``<run_dir>/report.html`` (or ``out_file``); returns its path."""
     sweeps = run_dirs(run_dir)
-    tables = {d: results.read_members(d) for d in sweeps}
+    tables = {d: read_members(d) for d in sweeps}
     meta = results.read_json(os.path.join(sweeps[0], "config.json")) if sweeps else {}
     stated = os.path.join(run_dir, "verdict.json")
     stated = results.read_json(stated) if os.path.isfile(stated) else {}
@@ -440,9 +468,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="write here instead of RUN_DIR/report.html")
     args = parser.parse_args(argv)
     try:
-        print(build(args.run_dir, args.out))
-    except (ValueError, OSError) as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
+        path = build(args.run_dir, args.out)
+    except (ValueError, OSError) as err:  # one line: the file and what is wrong
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"jaxbatch.report: {message}", file=sys.stderr)
+        return 2
+    print(path)
     return 0
 
 

@@ -111,12 +111,35 @@ def write_csv(path: str, columns: Iterable[str], rows: Iterable[Mapping]) -> Non
             writer.writerow([_fmt(row.get(c)) for c in columns])
 
 
-def read_csv(path: str) -> dict[str, np.ndarray]:
-    """Columns of a CSV as numpy arrays: numbers as float (empty -> NaN), else str."""
+class ResultsError(ValueError):
+    """A results file that cannot be read as written: missing, empty, cut
+    short, or without a column its reader needs. The message is one line
+    that names the file, what is wrong and what to do."""
+
+
+SWEEP_FIX = "rerun the sweep with --resume or rebuild it"
+
+
+def read_csv(path: str, *, fix: str = "write it again") -> dict[str, np.ndarray]:
+    """Columns of a CSV as numpy arrays: numbers as float (empty -> NaN), else str.
+
+    A file without a header (empty) or with a row of more or fewer fields
+    than the header (e.g. cut short mid-row) is a :class:`ResultsError`
+    whose message ends with ``fix``; blank lines are skipped."""
     with open(path, newline="") as f:
         reader = csv.reader(f)
-        header = next(reader)
-        cells = list(zip(*reader)) or [()] * len(header)
+        header = next(reader, None)
+        if header is None:
+            raise ResultsError(f"{path}: empty, not even a header; {fix}")
+        rows = []
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                n = len(rows) + 1
+                raise ResultsError(_ragged(path, reader, n, row, header, fix))
+            rows.append(row)
+    cells = list(zip(*rows)) or [()] * len(header)
     out = {}
     for name, col in zip(header, cells):
         try:
@@ -126,10 +149,42 @@ def read_csv(path: str) -> dict[str, np.ndarray]:
     return out
 
 
-def read_members(run_dir: str, *, healthy: bool = False) -> dict[str, np.ndarray]:
+def _ragged(path, reader, n, row, header, fix) -> str:
+    """The message for row ``n`` of ``path`` whose width is not the header's:
+    cut short where it is the last row, shorter than the header, and the
+    file does not end in a newline."""
+    last = not any(rest for rest in reader)
+    with open(path, "rb") as raw:
+        raw.seek(max(0, os.path.getsize(path) - 1))
+        newline = raw.read(1) in (b"\n", b"\r")
+    cut = last and len(row) < len(header) and not newline
+    why = " (truncated?)" if cut else ""
+    return (
+        f"{path}: row {n} has {len(row)} fields, the header {len(header)}{why}; {fix}"
+    )
+
+
+def read_members(
+    run_dir: str, *, healthy: bool = False, require: Iterable = ()
+) -> dict[str, np.ndarray]:
     """A run's ``members.csv`` as columns; ``healthy``: the members that did
-    not diverge only (what a verdict compares)."""
-    members = read_csv(os.path.join(run_dir, "members.csv"))
+    not diverge only (what a verdict compares).
+
+    ``require``: columns the caller needs, each a name or a tuple of names
+    of which one will do; one missing is a :class:`ResultsError` (as is a
+    missing, empty or cut-short file, see :func:`read_csv`)."""
+    path = os.path.join(run_dir, "members.csv")
+    if not os.path.isfile(path):
+        raise ResultsError(f"{path}: missing (the sweep did not finish?); {SWEEP_FIX}")
+    members = read_csv(path, fix=SWEEP_FIX)
+    for need in (*require, *(("diverged",) if healthy else ())):
+        names = (need,) if isinstance(need, str) else tuple(need)
+        if not any(n in members for n in names):
+            which = " or ".join(repr(n) for n in names)
+            raise ResultsError(
+                f"{path}: no column {which} (the header has {len(members)} "
+                f"columns); {SWEEP_FIX}"
+            )
     if not healthy:
         return members
     keep = np.asarray([str(v) != "True" for v in members["diverged"]], bool)
@@ -138,7 +193,7 @@ def read_members(run_dir: str, *, healthy: bool = False) -> dict[str, np.ndarray
 
 def read_history(run_dir: str) -> dict[str, np.ndarray]:
     """A run's ``history.csv`` as columns."""
-    return read_csv(os.path.join(run_dir, "history.csv"))
+    return read_csv(os.path.join(run_dir, "history.csv"), fix=SWEEP_FIX)
 
 
 # --- trained weights ------------------------------------------------------------------

@@ -112,7 +112,14 @@ def test_weight_decay_runs_and_draws_every_panel(tmp_path):
     from experiments import weight_decay as wd
 
     rows = [
-        dict(optimizer=o, lr=lr, weight_decay=w, weight_decay_mode=m, seed=s, part=p)
+        {
+            "optimizer": o,
+            "lr": lr,
+            "weight_decay": w,
+            "weight_decay_mode": m,
+            "seed": s,
+            "tag:part": p,
+        }
         for o, lrs in (("sgd", (0.05, 0.2)), ("adam", (0.003, 0.01)))
         for lr in lrs
         for s in (0, 1)
@@ -123,14 +130,14 @@ def test_weight_decay_runs_and_draws_every_panel(tmp_path):
         )
     ]
     rows += [
-        dict(
-            optimizer="sgd",
-            lr=0.2,
-            weight_decay=0.01,
-            weight_decay_mode="l1",
-            seed=s,
-            part="l1",
-        )
+        {
+            "optimizer": "sgd",
+            "lr": 0.2,
+            "weight_decay": 0.01,
+            "weight_decay_mode": "l1",
+            "seed": s,
+            "tag:part": "l1",
+        }
         for s in (0, 1)
     ]
     path = tmp_path / "members.csv"
