@@ -13,6 +13,8 @@ import argparse
 import ast
 import contextlib
 import dataclasses
+import difflib
+import functools
 import re
 import shlex
 import sys
@@ -28,46 +30,82 @@ from jaxbatch.sweep.rundir import default_out
 from jaxbatch.sweep.runner import run
 
 
-def _floats(text: str) -> tuple[float, ...]:
+def _eg(flag: str, example: str) -> str:
+    return f"e.g. {flag} {example}" if flag else f"e.g. {example}"
+
+
+def _floats(text: str, flag: str = "") -> tuple[float, ...]:
+    values = []
+    for v in (v.strip() for v in text.split(",")):
+        try:
+            values.extend([float(v)] if v else [])
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{_bad(v, text)} is not a number; give comma-separated numbers, "
+                f"{_eg(flag, '0.01,0.02')}"
+            ) from None
+    return tuple(values)
+
+
+def _ints(text: str, flag: str = "") -> tuple[int, ...]:
+    values = []
+    for v in (v.strip() for v in text.split(",")):
+        try:
+            values.extend([int(v)] if v else [])
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{_bad(v, text)} is not a whole number; give comma-separated "
+                f"integers, {_eg(flag, '32,64')}"
+            ) from None
+    return tuple(values)
+
+
+def _bad(item: str, text: str) -> str:
+    """``'abc'``, or ``'abc' (in '0.1,abc')`` when the value is a list."""
+    return repr(item) if item == text.strip() else f"{item!r} (in {text!r})"
+
+
+def _int(text: str, flag: str = "") -> int:
     try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers like 0.01,0.02, got {text!r}"
+            f"{text!r} is not a whole number; give an integer, {_eg(flag, '10')}"
         ) from None
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers like 32,64, got {text!r}"
-        ) from None
+def _text(text: str, flag: str = "") -> str:
+    return text
 
 
-def _names(text: str) -> tuple[str, ...]:
+def _names(text: str, flag: str = "") -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
-def _kwarg(text: str) -> tuple[str, object]:
+def _kwarg(text: str, flag: str = "") -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        example = f"{text}=VALUE" if text.isidentifier() else "width=0.5"
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not KEY=VALUE; give {_eg(flag, example)} (one KEY=VALUE "
+            "per model argument, separated by spaces)"
+        )
     try:
         return key, ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return key, value  # a bare word such as relu
 
 
-def _float(text: str) -> float:
+def _float(text: str, flag: str = "") -> float:
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; give one number, {_eg(flag, '0.1')}"
+        ) from None
 
 
-def _multipliers(text: str) -> tuple[tuple[str, float], ...]:
+def _multipliers(text: str, flag: str = "") -> tuple[tuple[str, float], ...]:
     """``'Conv_0=0.1,bias=2'`` -> ``(("Conv_0", 0.1), ("bias", 2.0))``."""
     pairs = []
     for item in (v.strip() for v in text.split(",") if v.strip()):
@@ -78,9 +116,96 @@ def _multipliers(text: str) -> tuple[tuple[str, float], ...]:
             pattern = ""
         if not sep or not pattern:
             raise argparse.ArgumentTypeError(
-                f"expected REGEX=MULTIPLIER pairs like Conv_0=0.1,bias=2, got {item!r}"
+                f"{_bad(item, text)} is not REGEX=MULTIPLIER{_meant(item, flag)}; "
+                f"give comma-separated pairs, {_eg(flag, 'Conv_0=0.1,bias=2')}"
             )
     return tuple(pairs)
+
+
+def _meant(item: str, flag: str) -> str:
+    """``Dense_0:0.1`` (another separator for ``=``): the pair as meant."""
+    for sep in (":", " "):
+        pattern, found, value = item.rpartition(sep)
+        if found and pattern and "=" not in item:
+            with contextlib.suppress(ValueError):
+                float(value)
+                return f" (did you mean {_eg(flag, f'{pattern}={value}')[5:]}?)"
+    return ""
+
+
+def _for_flag(convert: Callable, flag: str) -> Callable:
+    """``convert`` whose errors name ``flag`` in their example."""
+    bound = functools.partial(convert, flag=flag)
+    bound.__name__ = convert.__name__  # argparse names a type by it
+    return bound
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with one-line errors: ``prog: error: message (see
+    --help)``, no usage; an unknown flag gets the nearest one suggested, a
+    bad choice the choices. Flags are not abbreviated (``--batch-size 32``
+    is refused, not taken as ``--batch-sizes``): a prefix's meaning would
+    change with every flag added."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        args, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(self.unknown(extras))
+        return args
+
+    def unknown(self, extras: Sequence[str]) -> str:
+        """The message for arguments no flag took: the first unknown flag
+        with the nearest known one, or a stray value."""
+        flags = [
+            a.split("=", 1)[0]
+            for a in extras
+            if a.startswith("-") and not re.match(r"-\.?\d", a)
+        ]
+        if not flags:
+            return (
+                f"unexpected argument {extras[0]!r}: every flag takes one value; "
+                "give a list comma-separated, e.g. --lrs 0.01,0.02"
+            )
+        options = [o for o in self._option_string_actions if o.startswith("--")]
+        near = difflib.get_close_matches(flags[0], options, n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        more = f" (also unknown: {', '.join(flags[1:])})" if flags[1:] else ""
+        return f"{flags[0]} is not a flag{hint}{more}"
+
+    def _check_value(self, action, value):
+        if action.choices is not None and value not in action.choices:
+            choices = [str(c) for c in action.choices]
+            near = difflib.get_close_matches(str(value), choices, n=1)
+            hint = f"did you mean {near[0]}? " if near else ""
+            what = action.dest.replace("_", " ")
+            raise argparse.ArgumentError(
+                action,
+                f"{value!r} is not a {what}; {hint}choose from {', '.join(choices)}",
+            )
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {_plain(message)} (see --help)\n")
+
+
+_ARGPARSE = [  # argparse's own messages, in the words of the others
+    (r"argument (\S+): expected one argument", r"\1 needs a value"),
+    (r"argument (\S+): expected at least one argument", r"\1 needs a value"),
+    (r"argument (\S+): invalid (\w+) value: (.*)", r"\1: \3 is not a valid \2"),
+    (r"argument (\S+): ", r"\1: "),
+    (r"ambiguous option: (\S+) could match (.*)", r"\1 is ambiguous: it could be \2"),
+]
+
+
+def _plain(message: str) -> str:
+    for pattern, replacement in _ARGPARSE:
+        message, n = re.subn(f"^{pattern}", replacement, message, flags=re.S)
+        if n:
+            break
+    return " ".join(message.split())
 
 
 # annotation -> (parser, metavar)
@@ -88,9 +213,9 @@ _TYPES = {
     "tuple[int, ...]": (_ints, "N,..."),
     "tuple[float, ...]": (_floats, "X,..."),
     "tuple[str, ...]": (_names, "NAME,..."),
-    "int": (int, "N"),
+    "int": (_int, "N"),
     "float": (_float, "X"),
-    "str": (str, "TEXT"),
+    "str": (_text, "TEXT"),
 }
 _SECTION_TITLES = {
     "data": "data",
@@ -120,13 +245,14 @@ def config_flags() -> dict[str, tuple[str, str, dict]]:
             kw = {"help": meta["help"], "default": None}
             kind = str(f.type).replace(" | None", "")
             if meta.get("parse") == "kwargs":
-                kw.update(type=_kwarg, nargs="+", metavar="KEY=VALUE")
+                kw.update(type=_for_flag(_kwarg, flag), nargs="+", metavar="KEY=VALUE")
             elif meta.get("parse") == "multipliers":
-                kw.update(type=_multipliers, metavar="REGEX=MULT,...")
+                kw.update(type=_for_flag(_multipliers, flag), metavar="REGEX=MULT,...")
             elif kind == "bool":
                 kw.update(action=argparse.BooleanOptionalAction)
             else:
-                kw.update(zip(("type", "metavar"), _TYPES[kind]))
+                convert, metavar = _TYPES[kind]
+                kw.update(type=_for_flag(convert, flag), metavar=metavar)
             flags[flag] = (f.name, section, kw)
     return flags
 
@@ -134,7 +260,7 @@ def config_flags() -> dict[str, tuple[str, str, dict]]:
 def build_parser(
     description: str, presets: Mapping[str, Mapping], experiment: str = ""
 ) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=f"python -m experiments.{experiment}" if experiment else None,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -147,7 +273,7 @@ def build_parser(
         help="starting configuration; other flags override it (default: quick)",
     )
     run.add_argument(
-        "--seed", type=int, default=None,
+        "--seed", type=_for_flag(_int, "--seed"), default=None,
         help="seed of the data subset/split and of every member (same as --seeds N "
         "--data-seed N)",
     )  # fmt: skip

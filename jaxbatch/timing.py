@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from jaxbatch import engine, interrupts, results
 from jaxbatch import models as models_mod
+from jaxbatch.cli import ArgumentParser
 from jaxbatch.sweep.rundir import default_out
 
 COLUMNS = (
@@ -107,7 +108,7 @@ def run_timing(
     A preset names ``models`` (``((name, kwargs), ...)``), ``batch_sizes``,
     ``n_train`` and ``min_time_s``; flags override them.
     """
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=f"python -m experiments.{experiment}",
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
