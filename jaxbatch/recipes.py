@@ -415,7 +415,7 @@ _ALIASES = {
 }  # fmt: skip
 
 
-def read_members_file(path: str) -> list[Member]:
+def read_members_file(path: str, reserved: Sequence[str] = ()) -> list[Member]:
     """Members from a CSV file (a header row, one member per row) or a JSON
     list of objects (or ``{"members": [...]}``).
 
@@ -443,7 +443,7 @@ def read_members_file(path: str) -> list[Member]:
         raise ValueError(f"{where}: not UTF-8 text ({err.reason})") from None
     if not rows:
         raise ValueError(f"{where}: no members in the file")
-    return [_member_from_row(row, path, n) for n, row in rows]
+    return [_member_from_row(row, path, n, reserved) for n, row in rows]
 
 
 def _csv_rows(path: str, where: str) -> list[tuple[int, dict]]:
@@ -511,14 +511,13 @@ def _json_rows(path: str, where: str) -> list[tuple[int, dict]]:
     return list(enumerate(rows, 1))
 
 
-def _member_from_row(row: Mapping, path: str, n: int) -> Member:
-    """A :class:`Member` from row ``n`` of the members file ``path``."""
-    from jaxbatch import columns as cols
-
+def _member_from_row(row: Mapping, path: str, n: int, reserved=()) -> Member:
+    """A :class:`Member` from row ``n`` of the members file ``path``; a tag
+    may not take a field's name or one of ``reserved`` (members.csv's
+    other columns)."""
     where = f"--members {path} (row {n})"
     fields = [f.name for f in dataclasses.fields(Member) if f.name != "tags"]
-    taken = {*fields, *cols.IDENTITY_COLUMNS, *cols.RECIPE_COLUMNS,
-             *cols.RESULT_COLUMNS}  # fmt: skip
+    taken = {*fields, *reserved}
     known, tags = {}, {}
     for key, value in row.items():
         name = str(key).strip()

@@ -78,8 +78,13 @@ def test_a_tag_may_not_overwrite_a_column_of_members_csv(tmp_path):
     path = tmp_path / "members.csv"
     path.write_text("lr,tag:lr\n0.1,a\n")
     assert "the tag 'lr' would overwrite the column 'lr'" in _error(path)
+    # a sweep also keeps the tags off members.csv's other columns
+    from jaxbatch.config import SweepConfig
+
     path.write_text("lr,tag:test_acc\n0.1,a\n")
-    assert "the tag 'test_acc' would overwrite" in _error(path)
+    with pytest.raises(ValueError, match="the tag 'test_acc' would overwrite"):
+        SweepConfig(model="mlp", dataset="synthetic", members_file=str(path))
+    assert recipes.read_members_file(str(path))[0].tags == (("test_acc", "a"),)
     path.write_text("lr,tags\n0.1,a\n")
     assert "'tags' must be a JSON object" in _error(path)
 

@@ -13,6 +13,7 @@ import itertools
 
 import jax
 
+from jaxbatch import columns as cols
 from jaxbatch import optim, recipes
 from jaxbatch.config.schema import (
     field,
@@ -165,7 +166,8 @@ class MembersConfig:
         if self.recipes:
             base = list(self.recipes)
         elif self.members_file:
-            base = recipes.read_members_file(self.members_file)
+            table = (*cols.IDENTITY_COLUMNS, *cols.RECIPE_COLUMNS, *cols.RESULT_COLUMNS)
+            base = recipes.read_members_file(self.members_file, reserved=table)
         else:
             base = None
         if base is not None:
