@@ -315,7 +315,8 @@ def test_resume_refuses_checkpoints_of_other_members(tmp_path, capsys):
     results.write_json(str(manifest), saved)
     (out / "members.csv").unlink()
     err = _fail([*argv, "--lrs", "0.01,0.02", "--out", str(out), "--resume"], capsys)
-    assert "hold other members" in err and "lr (--lrs) 0.05 there, 0.01 here" in err, err
+    assert "hold other members" in err, err
+    assert "lr (--lrs) 0.05 there, 0.01 here" in err, err
 
 
 def test_a_signal_while_figures_are_written_stops_with_the_resume_hint(tmp_path):
