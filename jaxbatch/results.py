@@ -243,10 +243,13 @@ def save_params(run_dir: str, member: int, weights: Mapping) -> str:
 
 
 def load_params(run_dir: str, member: int, which: str = "final") -> dict:
-    """A member's trained weights: ``{"params": ..., "batch_stats": ...}``.
+    """A member's trained weights: ``{"params": ..., "batch_stats": ...}``,
+    the variables ``model.apply`` takes.
 
     ``which``: ``"final"`` (the end of training, or where the member stopped)
-    or ``"best"`` (the best evaluation under early stopping).
+    or ``"best"`` (the best evaluation under early stopping). The weights
+    alone: :func:`load_member` adds what using them needs (the
+    normalisation statistics, class names, image shape and the model).
     """
     from flax import serialization
 
@@ -258,6 +261,58 @@ def load_params(run_dir: str, member: int, which: str = "final") -> dict:
             f"{', '.join(saved)}); 'best' needs early stopping"
         )
     return saved[which]
+
+
+def data_info(run_dir: str) -> dict:
+    """What a run's members were trained on, from its ``config.json``:
+    ``name``, ``image_shape`` ``[H, W, C]``, ``num_classes``,
+    ``class_names`` (in label order), and the per-channel ``mean`` and
+    ``std`` (float32 ``[C]``) of the normalisation ``(x / 255 - mean) /
+    std`` that every input (uint8 ``[n, H, W, C]``) went through.
+
+    A run made before these were recorded raises a ``ValueError`` saying how
+    to get them."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"{run_dir} holds no run (no config.json)")
+    saved = read_json(path).get("data", {})
+    missing = [k for k in ("mean", "std", "class_names") if k not in saved]
+    if missing:
+        raise ValueError(
+            f"{path} records no {', '.join(missing)} (a run made before "
+            "jaxbatch recorded its normalisation); load the data with the run's "
+            "data settings (jaxbatch.data.load) and use its mean, std, class_names"
+        )
+    out = dict(saved)
+    out["mean"] = np.asarray(saved["mean"], np.float32)
+    out["std"] = np.asarray(saved["std"], np.float32)
+    out["class_names"] = tuple(saved["class_names"])
+    out["image_shape"] = tuple(saved["image_shape"])
+    return out
+
+
+def load_member(run_dir: str, member: int, which: str = "final") -> dict:
+    """Everything needed to use a member's weights, from the run directory
+    alone: ``variables`` (:func:`load_params`), ``data``
+    (:func:`data_info`: normalisation statistics, class names, image
+    shape), ``model`` and ``model_kwargs`` (for
+    ``jaxbatch.models.get_model(model, num_classes=..., **model_kwargs)``),
+    ``num_classes``, ``member`` and ``which``."""
+    variables = load_params(run_dir, member, which)
+    info = data_info(run_dir)
+    groups = read_json(os.path.join(run_dir, "config.json")).get("groups", [])
+    group = next((g for g in groups if member in g.get("members", ())), None)
+    if group is None:
+        raise ValueError(f"{run_dir}/config.json names no group of member {member}")
+    kwargs = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in group.get("model_kwargs", {}).items()
+    }
+    return {
+        "member": member, "which": which, "model": group["model"],
+        "model_kwargs": kwargs, "num_classes": info["num_classes"],
+        "variables": variables, "data": info,
+    }  # fmt: skip
 
 
 def _numpy(tree):

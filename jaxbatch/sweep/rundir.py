@@ -4,7 +4,8 @@ An ``--out`` is refused when it is a file, a foreign non-empty directory, or
 a run that already started (without ``--resume``); ``--resume`` is refused
 when the run was made with a different configuration, naming the
 difference. ``config.json`` holds the resolved configuration, the versions
-and devices, the data's sizes and the groups; one host writes, all train.
+and devices, the data's sizes, image shape, normalisation statistics and
+class names, and the groups; one host writes, all train.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections.abc import Mapping
 
 import jax
+import numpy as np
 from jax.experimental import multihost_utils
 
 from jaxbatch import __version__, results
@@ -183,6 +185,7 @@ def describe(config: SweepConfig, ds, plans) -> dict:
             "n_test": 0 if ds.x_test is None else int(len(ds.x_test)),
             "image_shape": list(ds.x_train.shape[1:]),
             "num_classes": ds.num_classes,
+            **data_stats(ds),
         },
         "groups": [
             {"group": g.index, "model": g.spec.model, "optimizer": g.spec.optimizer,
@@ -195,6 +198,23 @@ def describe(config: SweepConfig, ds, plans) -> dict:
             for g in plans
         ],
     }  # fmt: skip
+
+
+NORMALIZATION = "(x / 255 - mean) / std, x: [n, H, W, C] uint8, per channel"
+
+
+def data_stats(ds) -> dict:
+    """What using the weights needs besides them (``config.json``'s ``data``):
+    the per-channel ``mean`` and ``std`` the members' inputs were normalised
+    with (:func:`jaxbatch.data.normalize`; float32 values, written so that
+    they read back to the same bits), the ``class_names`` in label order,
+    and the formula."""
+    return {
+        "mean": [float(v) for v in np.asarray(ds.mean, np.float32)],
+        "std": [float(v) for v in np.asarray(ds.std, np.float32)],
+        "class_names": [str(c) for c in ds.class_names],
+        "normalization": NORMALIZATION,
+    }
 
 
 def update_json(path: str, **fields) -> None:
