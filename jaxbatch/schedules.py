@@ -11,6 +11,20 @@ recompiles. Checks run only on concrete values (Python/numpy numbers or
 concrete arrays) and are skipped for tracers. ``step`` may be a scalar or an
 array of steps (``[steps]``); the result has the broadcast shape.
 
+Why not optax's schedules: they check or branch in Python on some of their
+arguments, so those arguments cannot be per-member traced values. Under
+``jax.vmap`` over the varied value (optax 0.2.8) ``optax.exponential_decay``
+fails on ``decay_rate`` and ``transition_steps``, ``warmup_cosine_decay_schedule``
+on ``peak_value``, ``warmup_steps`` and ``decay_steps``,
+``cosine_decay_schedule``/``polynomial_schedule`` on their step counts,
+``piecewise_constant_schedule`` on its scales and
+``optax.contrib.reduce_on_plateau`` on ``factor`` (a
+``TracerBoolConversionError``). Each factory here names the optax function it
+corresponds to, with the argument mapping (tested value for value); no public
+name here is spelt like an optax function, so none can be mistaken for one
+with another signature. (``exp_decay`` was called ``exponential_decay``, optax's
+name for ``init_value * decay_rate ** (step / transition_steps)``.)
+
 Per-member control state (:class:`ReduceOnPlateau`, :class:`EarlyStopping`) is
 a NamedTuple of arrays with pure ``init()`` / ``update(state, value)``; all
 branching is ``jnp.where`` so a batch of states can be updated under
@@ -83,7 +97,7 @@ def epochs_to_steps(epochs, steps_per_epoch: int):
 
 
 def constant(value: jax.typing.ArrayLike) -> Schedule:
-    """``value`` at every step."""
+    """``value`` at every step: ``optax.constant_schedule(value)``."""
 
     def schedule(step):
         return jnp.full(jnp.shape(step), value, dtype=jnp.result_type(value, float))
@@ -98,7 +112,9 @@ def step_decay(
 ) -> Schedule:
     """``init_value * gamma ** floor(step / step_size)`` (PyTorch StepLR).
 
-    ``step_size`` (a positive integer) may itself be traced.
+    ``optax.exponential_decay(init_value, transition_steps=step_size,
+    decay_rate=gamma, staircase=True)``. ``step_size`` (a positive integer) may
+    itself be traced.
     """
     _check_positive_int("step_size", step_size)
     _check(lambda v: v >= 0, "gamma", gamma, "non-negative")
@@ -118,6 +134,8 @@ def multistep_decay(
 
     ``milestones`` is static and sorted; at ``step == m`` the value is already
     decayed. A repeated milestone applies ``gamma`` twice, as in PyTorch.
+    Distinct milestones: ``optax.piecewise_constant_schedule(init_value,
+    {m: gamma for m in milestones})`` (whose scales cannot be traced).
     """
     ms = _check_static_steps("milestones", milestones)
     _check(lambda v: v >= 0, "gamma", gamma, "non-negative")
@@ -129,12 +147,21 @@ def multistep_decay(
     return schedule
 
 
-def exponential_decay(init_value: jax.typing.ArrayLike, k: jax.typing.ArrayLike):
-    """``init_value * exp(-k * step)``."""
-    _check(lambda v: v >= 0, "k", k, "non-negative")
+def exp_decay(init_value: jax.typing.ArrayLike, rate: jax.typing.ArrayLike) -> Schedule:
+    """``init_value * exp(-rate * step)``: a continuous rate, per unit of ``step``.
+
+    ``rate`` is not optax's ``decay_rate``: this is
+    ``optax.exponential_decay(init_value, transition_steps=1,
+    decay_rate=exp(-rate))``, where optax's ``decay_rate`` is the factor per
+    ``transition_steps`` steps. (Called ``exponential_decay`` before, with
+    ``k`` for ``rate``; renamed so that it cannot be taken for optax's.) The
+    engine calls it with ``step`` in epochs (a member's ``decay_rate`` is this
+    ``rate`` per epoch).
+    """
+    _check(lambda v: v >= 0, "rate", rate, "non-negative")
 
     def schedule(step):
-        return init_value * jnp.exp(-k * jnp.asarray(step))
+        return init_value * jnp.exp(-rate * jnp.asarray(step))
 
     return schedule
 
@@ -144,7 +171,11 @@ def inverse_time_decay(
     k: jax.typing.ArrayLike,
     power: jax.typing.ArrayLike = 1.0,
 ) -> Schedule:
-    """``init_value / (1 + k * step) ** power`` (Caffe's ``"inv"`` policy)."""
+    """``init_value / (1 + k * step) ** power`` (Caffe's ``"inv"`` policy).
+
+    optax has no counterpart (Keras's ``InverseTimeDecay(init_value, 1, k)`` is
+    ``power=1``).
+    """
     _check(lambda v: v >= 0, "k", k, "non-negative")
 
     def schedule(step):
@@ -162,7 +193,10 @@ def polynomial_decay(
     """``(init - end) * (1 - t / decay_steps) ** power + end``.
 
     ``t = min(step, decay_steps)``; ``power=1`` is a linear ramp from
-    ``init_value`` to ``end_value``.
+    ``init_value`` to ``end_value``. ``optax.polynomial_schedule(init_value,
+    end_value, power, transition_steps=decay_steps)`` (mind the order: optax
+    takes ``power`` before the steps); ``power=1`` is
+    ``optax.linear_schedule(init_value, end_value, decay_steps)``.
     """
     _check_positive_int("decay_steps", decay_steps)
     _check(lambda v: v > 0, "power", power, "positive")
@@ -185,7 +219,9 @@ def cosine_decay(
     """``end + (init - end) * (1 + cos(pi * t / decay_steps)) / 2``.
 
     ``t = min(step, decay_steps)``: ``init_value`` at 0, ``end_value`` from
-    ``decay_steps`` on.
+    ``decay_steps`` on. ``optax.cosine_decay_schedule(init_value, decay_steps,
+    alpha=end_value / init_value)``: ``end_value`` is the value itself where
+    optax's ``alpha`` is a fraction of ``init_value``.
     """
     _check_positive_int("decay_steps", decay_steps)
 
@@ -207,7 +243,9 @@ def warmup(
     ``start_factor`` at step 0, 1 from ``step == warmup_steps`` on. Goyal et al.'s
     gradual warmup is ``start_factor = 1 / k`` for a k-times scaled LR.
     ``warmup_steps = 0`` means no warmup (factor 1 everywhere). The wrapped
-    schedule sees the global step.
+    schedule sees the global step. ``warmup(constant(v), w, s)`` is
+    ``optax.warmup_constant_schedule(s * v, v, w)``; optax has no wrapper for
+    any other schedule (its ``warmup_cosine_decay_schedule`` is a :func:`join`).
     """
     _check_nonneg_int("warmup_steps", warmup_steps)
     _check(lambda v: (v >= 0) & (v <= 1), "start_factor", start_factor, "in [0, 1]")
@@ -227,6 +265,9 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
     As in ``optax.join_schedules``, piece ``i > 0`` sees the *local* step
     ``step - boundaries[i-1]`` (so a decay after a warmup starts at its own 0);
     piece 0 sees the global step. ``len(boundaries) == len(schedules) - 1``.
+    ``optax.warmup_cosine_decay_schedule(init, peak, w, d, end)`` is
+    ``join([polynomial_decay(init, peak, w), cosine_decay(peak, d - w, end)],
+    [w])``, with every value traceable.
     """
     if len(schedules) != len(boundaries) + 1:
         raise ValueError(
@@ -394,6 +435,13 @@ class ReduceOnPlateau:
     multiplier rather than the absolute LR (the same when the base LR is 1).
     Example "halve on no improvement in 5 evaluations, stop at 1/1024":
     ``ReduceOnPlateau(factor=0.5, patience=5, stop_scale=1/1024)``.
+
+    optax's counterpart, ``optax.contrib.reduce_on_plateau``, is a gradient
+    transformation with other decisions (improvement by ``rtol`` and ``atol``
+    together, a reduction after ``patience`` bad evaluations where PyTorch
+    waits for ``patience + 1``, no ``mode``, values averaged over
+    ``accumulation_size`` updates) whose ``factor`` cannot be traced; here
+    ``update(..., factor=...)`` takes a per-member traced factor.
     """
 
     factor: float = 0.1
@@ -502,7 +550,7 @@ class EarlyStopping:
     (min) or ``value > best + min_delta`` (max); NaN never improves. On
     improvement ``best = value``, ``best_step = count`` (updates counted from
     0) and ``num_bad = 0``; otherwise ``num_bad += 1`` and ``stopped`` turns on
-    when ``num_bad >= patience``.
+    when ``num_bad >= patience``. optax has no counterpart.
     """
 
     patience: int

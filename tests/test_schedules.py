@@ -5,6 +5,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxbatch import schedules as S
@@ -69,9 +70,9 @@ CASES = {
         lambda t, init, gamma: _multistep_ref(t, init, gamma, MILESTONES),
         [(0.1, 0.1), (1.0, 0.5), (3.0, 0.9)],
     ),
-    "exponential_decay": (
-        S.exponential_decay,
-        lambda t, init, k: init * np.exp(-k * t),
+    "exp_decay": (
+        S.exp_decay,
+        lambda t, init, rate: init * np.exp(-rate * t),
         [(0.1, 0.0), (1.0, 1e-3), (2.0, 0.01)],
     ),
     "inverse_time_decay": (
@@ -151,6 +152,139 @@ def test_schedule_vmapped_over_hyperparameters(name):
             _close(row, ref(T.astype(np.float64), *traced, *static))
 
 
+# --- optax: no name of optax's with another meaning; each counterpart exact --------
+
+OPTAX_NAMESPACES = (optax, optax.schedules, optax.contrib)
+
+
+def _public(module):
+    return sorted(
+        n for n, v in vars(module).items()
+        if not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+    )  # fmt: skip
+
+
+def test_no_public_name_is_spelt_like_an_optax_function():
+    """A name shared with optax would promise optax's signature and units
+    (``exponential_decay(init, k)`` did not keep that promise)."""
+    ours = _public(S)
+    assert "exp_decay" in ours and "cosine_decay" in ours
+    clashes = [n for n in ours for ns in OPTAX_NAMESPACES if hasattr(ns, n)]
+    assert clashes == []
+
+
+_MS = (1, 300, 700)  # distinct milestones (optax's boundaries are a dict)
+
+# our factory, optax's, and argument sets; a set is (our args, optax's kwargs).
+COUNTERPARTS = {
+    "constant": (S.constant, optax.constant_schedule,
+                 [((0.1,), dict(value=0.1))]),
+    "step_decay": (S.step_decay, optax.exponential_decay, [
+        ((0.1, 30, 0.5), dict(init_value=0.1, transition_steps=30, decay_rate=0.5,
+                              staircase=True)),
+        ((1.0, 1, 0.9), dict(init_value=1.0, transition_steps=1, decay_rate=0.9,
+                             staircase=True)),
+    ]),
+    "multistep_decay": (S.multistep_decay, optax.piecewise_constant_schedule, [
+        ((0.3, _MS, 0.1), dict(init_value=0.3,
+                               boundaries_and_scales={m: 0.1 for m in _MS})),
+    ]),
+    "exp_decay": (S.exp_decay, optax.exponential_decay, [
+        ((0.1, 0.01), dict(init_value=0.1, transition_steps=1,
+                           decay_rate=math.exp(-0.01))),
+        ((2.0, 1e-3), dict(init_value=2.0, transition_steps=1,
+                           decay_rate=math.exp(-1e-3))),
+    ]),
+    "polynomial_decay": (S.polynomial_decay, optax.polynomial_schedule, [
+        ((1.0, 0.01, 500, 2.0), dict(init_value=1.0, end_value=0.01, power=2.0,
+                                     transition_steps=500)),
+        ((0.1, 0.0, 999, 0.5), dict(init_value=0.1, end_value=0.0, power=0.5,
+                                    transition_steps=999)),
+    ]),
+    "polynomial_decay power 1": (S.polynomial_decay, optax.linear_schedule, [
+        ((0.5, 0.1, 300, 1.0), dict(init_value=0.5, end_value=0.1,
+                                    transition_steps=300)),
+    ]),
+    "cosine_decay": (S.cosine_decay, optax.cosine_decay_schedule, [
+        ((0.1, 500, 1e-3), dict(init_value=0.1, decay_steps=500, alpha=1e-2)),
+        ((2.0, 999, 0.0), dict(init_value=2.0, decay_steps=999)),
+    ]),
+    "warmup": (
+        lambda v, w, s: S.warmup(S.constant(v), w, s),
+        optax.warmup_constant_schedule,
+        [((0.4, 100, 0.125), dict(init_value=0.05, peak_value=0.4, warmup_steps=100))],
+    ),
+    "join": (
+        lambda init, peak, w, d, end: S.join(
+            [S.polynomial_decay(init, peak, w), S.cosine_decay(peak, d - w, end)], [w]
+        ),
+        optax.warmup_cosine_decay_schedule,
+        [((0.0, 1.0, 100, 1000, 1e-3), dict(init_value=0.0, peak_value=1.0,
+          warmup_steps=100, decay_steps=1000, end_value=1e-3)),
+         ((0.01, 0.3, 1, 700, 0.0), dict(init_value=0.01, peak_value=0.3,
+          warmup_steps=1, decay_steps=700))],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(COUNTERPARTS))
+def test_schedule_equals_its_optax_counterpart(name):
+    """The correspondence each docstring states, value for value."""
+    ours, theirs, arg_sets = COUNTERPARTS[name]
+    for args, kwargs in arg_sets:
+        expected = np.asarray(jax.vmap(theirs(**kwargs))(jnp.asarray(T)), np.float64)
+        _close(ours(*args)(jnp.asarray(T)), expected)
+
+
+def test_docstrings_name_their_optax_counterpart():
+    factories = ["constant", "step_decay", "multistep_decay", "exp_decay",
+                 "inverse_time_decay", "polynomial_decay", "cosine_decay",
+                 "warmup", "join", "ReduceOnPlateau", "EarlyStopping"]  # fmt: skip
+    for name in factories:
+        assert "optax" in getattr(S, name).__doc__, name
+    for name in COUNTERPARTS:
+        fn = COUNTERPARTS[name][1].__name__
+        owner = name if hasattr(S, name) else name.split()[0]
+        assert fn in getattr(S, owner).__doc__, (owner, fn)
+
+
+@pytest.mark.parametrize(
+    "theirs, ours, values",
+    [
+        (lambda r: optax.exponential_decay(1.0, 10, r)(5),
+         lambda r: S.exp_decay(1.0, -jnp.log(r) / 10)(5), [0.5, 0.9]),
+        (lambda p: optax.warmup_cosine_decay_schedule(0.0, p, 5, 20)(7),
+         lambda p: S.join([S.polynomial_decay(0.0, p, 5), S.cosine_decay(p, 15)],
+                          [5])(7), [1.0, 2.0]),
+        (lambda d: optax.cosine_decay_schedule(1.0, d)(5),
+         lambda d: S.cosine_decay(1.0, d)(5), [10, 20]),
+        (lambda g: optax.piecewise_constant_schedule(1.0, {3: g})(5),
+         lambda g: S.multistep_decay(1.0, [3], g)(5), [0.1, 0.2]),
+    ],
+)  # fmt: skip
+def test_optax_counterparts_cannot_take_per_member_values(theirs, ours, values):
+    """Why these schedules exist (the module's docstring): optax's branch in
+    Python on these values, so a vmap over members fails; ours do not, and
+    agree with optax's at each value."""
+    values = jnp.asarray(values)
+    with pytest.raises(jax.errors.TracerBoolConversionError):
+        jax.vmap(theirs)(values)
+    got = jax.vmap(ours)(values)
+    _close(got, [float(theirs(v)) for v in np.asarray(values).tolist()])
+
+
+def test_reduce_on_plateau_factor_is_per_member_unlike_optax():
+    with pytest.raises(jax.errors.TracerBoolConversionError):
+        jax.vmap(lambda f: optax.contrib.reduce_on_plateau(factor=f).init(0.0))(
+            jnp.asarray([0.1, 0.5])
+        )
+    rule = S.ReduceOnPlateau(patience=0)
+    state = rule.init((2,))
+    for v in (1.0, 2.0):
+        state = jax.vmap(rule.update)(state, jnp.full(2, v), jnp.asarray([0.1, 0.5]))
+    _close(state.scale, [0.1, 0.5])
+
+
 def test_join_pieces_see_local_step():
     sched = S.join([S.constant(1.0), lambda t: t * 1.0, lambda t: -t * 1.0], [10, 15])
     got = jax.jit(sched)(jnp.arange(20))
@@ -193,7 +327,7 @@ def test_traced_values_skip_checks():
         (lambda: S.warmup(S.constant(1.0), -1), "warmup_steps=-1"),
         (lambda: S.warmup(S.constant(1.0), 5, 1.5), "start_factor=1.5"),
         (lambda: S.join([S.constant(1.0)], [3]), "len"),
-        (lambda: S.exponential_decay(1.0, np.array([0.1, -1.0])), "k="),
+        (lambda: S.exp_decay(1.0, np.array([0.1, -1.0])), "rate="),
         (lambda: S.scaled_lr(0.1, 256, 1024, "cubic"), "rule='cubic'"),
         (lambda: S.scaled_lr(0.1, 0, 1024), "base_batch_size=0"),
         (lambda: S.batch_size_schedule(128, [30, 10], 5), "milestones="),

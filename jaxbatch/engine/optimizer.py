@@ -34,7 +34,7 @@ def unit_lr(spec: TrainSpec, hp: Mapping, seen) -> jax.Array:
         "constant": jnp.ones((), jnp.float32),
         "step": schedules.step_decay(1.0, hp["step_ex"], gamma)(seen),
         "multistep": jnp.power(gamma, jnp.sum(seen >= hp["milestones_ex"])),
-        "exponential": schedules.exponential_decay(1.0, hp["decay_rate"])(epochs),
+        "exponential": schedules.exp_decay(1.0, hp["decay_rate"])(epochs),
         "inverse_time": schedules.inverse_time_decay(
             1.0, hp["decay_rate"], hp["power"]
         )(epochs),
