@@ -14,12 +14,16 @@ budget at its own fixed LR, all members at once, so the loss of its final
 parameters depends on nothing but the LR. Measured (quick: MLP 784-256-10,
 SGD momentum 0.9, batch 64, 2 epochs of 10,000 images for every run, 3
 seeds): the grid's lowest final training loss is at LR 0.0316 (0.40) and its
-best validation accuracy at 0.01; the classic run's smoothed loss bottoms out
-at 0.17 (0.16-0.19 over seeds), so it suggests 0.017 (0.016-0.019), between
-the grid's two optima, and both forms see divergence at about 1 (classic
-0.83-1.25, grid 1.0). The classic curve sits far above the grid's (1.1 vs
-0.4 at its best): each of its losses was reached after fewer steps at that
-LR, which is the confusion of LR and training time the grid avoids.
+best validation accuracy at 0.01; the classic run's smoothed loss (a centred
+mean over 17 of its 314 steps) bottoms out at 0.034 (0.024-0.066 over
+seeds), where the grid's loss does, so "minimum / 10" suggests 0.0034
+(0.0024-0.0066), a third of the grid's best-accuracy LR; both forms see
+divergence at 0.3-0.4 (classic 0.32-0.43, grid 0.316). (fastai's causal
+beta=0.98 average lagged 49 steps, 1.2 decades of LR here: its minimum was at
+0.17 and its divergence at 1.2.) The classic curve sits above the grid's
+(0.64-0.71 vs 0.39 at its best): each of its losses was reached after fewer
+steps at that LR, which is the confusion of LR and training time the grid
+avoids.
 
 Two sweeps run one after the other (``stages``): ``<out>/range``, the
 rising-LR run (schedule kind ``range``, one member per seed), and
@@ -28,7 +32,8 @@ constant LR and the same budget in examples. ``lr_range.json`` holds both
 forms' ``suggested_lr`` and ``diverge_lr`` (the rules are in
 ``jaxbatch.lr_range``; the headline values are the grid's) and the grid's
 best LR by validation accuracy. ``plots/lr_range.png``: loss against LR for
-both forms, each suggestion and divergence marked.
+both forms (the classic run's raw loss faint, the smoothed one bold, its
+minimum a dot), each suggestion and divergence marked.
 """
 
 import os

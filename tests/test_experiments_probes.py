@@ -65,11 +65,74 @@ def test_classic_rule_ignores_an_early_spike():
     )
     assert got["min_loss_lr"] == plain["min_loss_lr"]
     assert got["suggested_lr"] == pytest.approx(got["min_loss_lr"] / 10)
-    assert 0.05 < got["min_loss_lr"] < 0.5  # the EMA lags the true minimum a little
-    assert 0.5 < got["diverge_lr"] < 5
+    # the centred average does not lag: the minimum is at 0.1 (a step is 1.05x)
+    assert 0.1 / 1.15 < got["min_loss_lr"] < 0.1 * 1.15
+    # the raw loss passes 4x its minimum (2.0) at 10 ** -(1 - sqrt(1.5 / 8))
+    assert got["diverge_lr"] == pytest.approx(10 ** -(1 - np.sqrt(1.5 / 8)), rel=0.15)
     diverging = loss.copy()
     diverging[300:] = np.nan
     assert lr_range.suggest_classic(lr, diverging)["diverge_lr"] == lr[300]
+
+
+def _quadratic_range_test(steps, h, noise=0.3, seed=0, lo=1e-7, hi=10.0):
+    """Gradient descent on ``h / 2 * x**2`` from ``x = 1`` with the LR rising
+    exponentially from ``lo`` to ``hi`` over ``steps`` steps; the loss is read
+    before each step with multiplicative noise (as a minibatch would). The
+    loss falls while ``|1 - lr h| < 1`` and grows after: its minimum and its
+    divergence are at the stability limit ``lr = 2 / h``. Past ``|x| > 1e100``
+    the loss is NaN (a diverged member's)."""
+    rng = np.random.default_rng(seed)
+    lrs = lo * (hi / lo) ** (np.arange(steps) / (steps - 1))
+    x, loss = 1.0, np.full(steps, np.nan)
+    for i, lr in enumerate(lrs):
+        if abs(x) > 1e100:
+            break
+        loss[i] = 0.5 * h * x * x * np.exp(noise * rng.standard_normal())
+        x *= 1.0 - lr * h
+    return lrs, loss
+
+
+@pytest.mark.parametrize("steps", [126, 314, 1000])
+@pytest.mark.parametrize("h", [4.0, 100.0])
+def test_classic_rule_finds_a_quadratics_stability_limit(steps, h):
+    """The known answer: the minimum and the divergence at 2 / h, whatever the
+    run's length. (fastai's causal beta=0.98 average put the minimum 6-7x
+    above 2 / h here: its 49-step lag is 1.2-3 decades of LR.)"""
+    for seed in range(3):
+        lr, loss = _quadratic_range_test(steps, h, seed=seed)
+        got = lr_range.suggest_classic(lr, loss)
+        close = 10**0.1  # a tenth of a decade (the grid's steps are half-decades)
+        assert 2 / h / close <= got["min_loss_lr"] <= 2 / h * close, got
+        # past 2 / h the loss grows by (lr h - 1) ** 2 a step, from 1: it needs
+        # up to 4 steps of the LR to reach 4x its minimum
+        late = max(close, 1e8 ** (4 / (steps - 1)))
+        assert 2 / h / close <= got["diverge_lr"] <= 2 / h * late, got
+        assert got["diverge_lr"] > got["min_loss_lr"]
+        # minimum / 10: a tenth of the stability limit, below the optimum 1 / h
+        assert got["suggested_lr"] == pytest.approx(got["min_loss_lr"] / 10)
+
+
+def test_smoothing_has_no_lag_and_scales_with_the_run():
+    assert [lr_range.smoothing_window(n) for n in (2, 40, 126, 314, 2000)] == [
+        1, 3, 7, 17, 101,
+    ]  # fmt: skip
+    # a linear trend: every step whose window fits is its own average
+    n = 314
+    ramp = 3.0 - 0.005 * np.arange(n)
+    s = lr_range.smooth(ramp)
+    np.testing.assert_allclose(s[8:-8], ramp[8:-8], rtol=1e-12)
+    assert s[0] < ramp[0]  # at the start the window is one-sided
+    # the ends average what exists; nothing reaches past a NaN
+    np.testing.assert_allclose(lr_range.smooth([1.0, 2.0, 3.0, 4.0], 3),
+                               [1.5, 2.0, 3.0, 3.5])  # fmt: skip
+    got = lr_range.smooth([1.0, 2.0, 3.0, np.nan, 5.0], 3)
+    np.testing.assert_allclose(got[:3], [1.5, 2.0, 2.5])
+    assert np.isnan(got[3:]).all()
+    # values far below the first ones keep their precision
+    tiny = np.concatenate([np.full(100, 2.0), np.full(200, 1e-20)])
+    assert lr_range.smooth(tiny)[200] == pytest.approx(1e-20, rel=1e-9)
+    with pytest.raises(ValueError, match="window=4"):
+        lr_range.smooth(ramp, 4)
 
 
 def test_grid_rule_picks_the_lowest_loss_and_the_first_failure():
@@ -125,6 +188,38 @@ def test_lr_range_experiment_writes_both_forms(tmp_path):
     t = (hist["examples_seen"][rows] - hist["batch_size"][rows]) / 256
     np.testing.assert_allclose(hist["lr"][rows], 1e-7 * 1e7**t, rtol=1e-4)
     _figures(out, lrt.FIGURES)
+
+
+def test_lr_range_figure_draws_raw_and_smoothed_loss(ds, tmp_path):
+    """Each seed's raw loss per step (faint) beside the smoothed curve the
+    rule reads (bold), built from a classic and a grid run."""
+    from jaxbatch.plots import special
+
+    seeds = (0, 1)
+    tiny = dict(model="mlp", model_kwargs=(("hidden", (16,)),), batch_sizes=(32,),
+                epochs=1, eval_every=100, train_eval_size=128)  # fmt: skip
+    out = str(tmp_path / "lrr")
+    forms = {
+        "range": lr_range.range_members(1e-5, 10.0, seeds=seeds),
+        "grid": lr_range.grid_members((1e-3, 1e-1, 10.0), seeds),
+    }
+    for name, members in forms.items():
+        config = sweep.SweepConfig(**tiny, recipes=members)
+        sweep.run(config, os.path.join(out, name), progress=False, plots=False,
+                  dataset=ds)  # fmt: skip
+    lr_range.analyse(os.path.join(out, "range"), os.path.join(out, "grid"), out)
+    fig = special.lr_range_test(out)
+    lines = fig.axes[0].get_lines()
+    raw = [ln for ln in lines if ln.get_alpha() == 0.3]
+    smoothed = [ln for ln in lines if ln.get_linewidth() == 2.2]
+    curves = lr_range.classic_curves(os.path.join(out, "range"))
+    assert len(raw) == len(smoothed) == len(curves) == len(seeds)
+    for c, r, sm in zip(curves, raw, smoothed, strict=True):
+        np.testing.assert_allclose(r.get_ydata(), c["loss"])
+        np.testing.assert_allclose(sm.get_ydata(), lr_range.smooth(c["loss"]))
+    labels = [ln.get_label() for ln in lines]
+    assert any("raw loss" in x for x in labels)
+    assert any("smoothed" in x for x in labels)
 
 
 def test_batch_generalization_records_sharpness_and_the_line(ds, tmp_path):

@@ -31,22 +31,33 @@ def _chance_loss(run: str) -> float:
 def lr_range_test(out: str) -> Figure:
     """Loss against LR for both forms of the range test.
 
-    Classic (thin lines, one per seed): the smoothed training loss of the
-    rising-LR run against the LR of each step. Grid (dots with 95% whiskers):
-    each fixed-LR member's final training loss, mean over seeds. Vertical
-    lines: each form's suggested LR (dashed), crosses: where each diverges.
+    Classic (one line per seed): the training loss of the rising-LR run
+    against the LR of each step, raw (faint) and smoothed as the suggestion
+    rule smooths it (bold; ``lr_range.smooth``), each seed's minimum a dot.
+    Grid (dots with 95% whiskers): each fixed-LR member's final training loss,
+    mean over seeds. Vertical lines: each form's suggested LR (dashed),
+    crosses: where each diverges.
     """
     summary = results.read_json(os.path.join(out, "lr_range.json"))
     chance = _chance_loss(os.path.join(out, "grid"))
     fig, ax = plt.subplots(figsize=(9, 4.8), layout="constrained")
     c_classic, c_grid = "tab:blue", "tab:orange"
     curves = lr_range.classic_curves(os.path.join(out, "range"))
+    low = summary["classic"]["min_loss_lr"]  # the median over seeds
     for j, c in enumerate(curves):
         s = lr_range.smooth(c["loss"])
-        ax.plot(c["lr"], c["loss"], color=c_classic, lw=0.4, alpha=0.25)
-        ax.plot(c["lr"], s, color=c_classic, lw=1.5, alpha=0.9,
-                label="classic: one run, LR rising (EMA-smoothed; thin: raw)"
-                if j == 0 else None)  # fmt: skip
+        window = lr_range.smoothing_window(len(c["loss"]))
+        first = j == 0
+        ax.plot(c["lr"], c["loss"], color=c_classic, lw=0.7, alpha=0.3,
+                label="classic: one run, LR rising: raw loss per step"
+                if first else None)  # fmt: skip
+        ax.plot(c["lr"], s, color=c_classic, lw=2.2,
+                label=f"classic: smoothed (centred mean of {window} steps)"
+                if first else None)  # fmt: skip
+        ax.plot(c["min_loss_lr"], c["min_smoothed_loss"], "o", color=c_classic,
+                ms=6, mec="white", zorder=5,
+                label=f"classic: loss minimum (median {low:.2g})"
+                if first else None)  # fmt: skip
     members = results.read_csv(os.path.join(out, "grid", "members.csv"))
     diverged = members["diverged"].astype(str) == "True"
     loss = np.where(diverged, np.nan, members["train_eval_loss"])
