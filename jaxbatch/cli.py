@@ -24,6 +24,7 @@ import jax
 
 from jaxbatch import interrupts, results, stats
 from jaxbatch.columns import summary_columns
+from jaxbatch.config.schema import EPOCH_FORMS
 from jaxbatch.config.sweep_config import SECTIONS, SweepConfig
 from jaxbatch.interrupts import Terminated
 from jaxbatch.sweep.rundir import default_out
@@ -326,6 +327,10 @@ def config_from_args(
         value = getattr(args, name)
         if value is not None:
             values[name] = value
+    for pair in EPOCH_FORMS:  # a flag of one unit replaces the preset's other
+        for flag_form, other in (pair, pair[::-1]):
+            if getattr(args, flag_form) is not None and getattr(args, other) is None:
+                values.pop(other, None)
     if args.model is not None and args.model != preset.get("model"):
         if args.model_kwargs is None:
             values.pop("model_kwargs", None)

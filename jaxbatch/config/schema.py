@@ -222,10 +222,31 @@ class OptimConfig:
                 )
 
 
+PLATEAU_PATIENCE = 10  # evaluations, when neither form of the patience is given
+EVAL_EVERY = 50  # iterations, when neither form of the cadence is given
+# Settings given in either of two units: (the count form, the epoch form).
+# Either may be given, not both (a flag of one form replaces a preset's other).
+EPOCH_FORMS = (
+    ("eval_every", "eval_every_epochs"),
+    ("plateau_patience", "plateau_patience_epochs"),
+    ("early_stop_patience", "early_stop_patience_epochs"),
+)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ControlConfig:
-    plateau_patience: int = field(
-        10, "evaluations without improvement before the LR is reduced"
+    plateau_patience: int | None = field(
+        None,
+        "EVALUATIONS without improvement before the LR is reduced (default 10; "
+        "how many epochs that is depends on the cadence and the batch size; "
+        "or --plateau-patience-epochs, not both)",
+    )
+    plateau_patience_epochs: float | None = field(
+        None,
+        "EPOCHS without improvement before the LR is reduced (at the first "
+        "evaluation X epochs or more after the best): each group turns X into "
+        "its count of evaluations, so every batch size waits as many epochs "
+        "(or --plateau-patience)",
     )
     plateau_threshold: float = field(1e-4, "relative improvement that counts")
     plateau_cooldown: int = field(0, "evaluations to wait after a reduction")
@@ -234,7 +255,17 @@ class ControlConfig:
         None, "stop a member once its LR scale falls to this (e.g. 0.0009765625)"
     )
     early_stop_patience: int | None = field(
-        None, "stop a member after N evaluations without improvement"
+        None,
+        "stop a member after N EVALUATIONS without improvement (how many "
+        "epochs that is depends on the cadence and the batch size; or "
+        "--early-stop-patience-epochs, not both)",
+    )
+    early_stop_patience_epochs: float | None = field(
+        None,
+        "stop a member after X EPOCHS without improvement (at the first "
+        "evaluation X epochs or more after the best): each group turns X into "
+        "its count of evaluations, so every batch size stops after as many "
+        "epochs (or --early-stop-patience)",
     )
     early_stop_min_delta: float = field(
         0.0, "improvement that counts for early stopping"
@@ -252,29 +283,73 @@ class ControlConfig:
             must_be_in("plateau_stop_scale", self.plateau_stop_scale, 0, 1)
         must_be_in("plateau_threshold", self.plateau_threshold, 0, math.inf)
         must_be_in("early_stop_min_delta", self.early_stop_min_delta, 0, math.inf)
-        self.rules(0.5)
+        for name in ("plateau_patience", "early_stop_patience"):
+            count, epochs = getattr(self, name), getattr(self, f"{name}_epochs")
+            if count is not None and epochs is not None:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(
+                    f"{name} ({flag}) counts evaluations and {name}_epochs "
+                    f"({flag}-epochs) epochs: give one of them, not both"
+                )
+            if epochs is not None:
+                must_be_in(f"{name}_epochs", epochs, 0, math.inf)
+        self.rules(0.5, evals_per_epoch=1.0)
 
-    def rules(self, plateau_factor: float | None) -> dict:
+    @property
+    def early_stopping(self) -> bool:
+        """Whether early stopping is on (a patience in either unit)."""
+        given = (self.early_stop_patience, self.early_stop_patience_epochs)
+        return any(v is not None for v in given)
+
+    def patience(self, name: str, evals_per_epoch: float | None) -> int | None:
+        """``plateau_patience`` or ``early_stop_patience`` in evaluations (what
+        the rules count).
+
+        A patience of X epochs makes both rules act at the first evaluation X
+        epochs or more after the best one: ``n = ceil(X x evals_per_epoch)``
+        (the group's evaluations per epoch) evaluations later. Early stopping
+        stops at its ``patience``-th bad evaluation, so its patience is ``n``;
+        the plateau rule (PyTorch's) reduces at the one after ``patience`` bad
+        ones, so its patience is ``n - 1``. Every batch size then waits as
+        many epochs, exactly so where the evaluations are evenly spaced in
+        epochs (``--eval-every-epochs``, or ``--eval-every`` a divisor of the
+        steps per epoch).
+        """
+        epochs = getattr(self, f"{name}_epochs")
+        if epochs is None:
+            count = getattr(self, name)
+            default = PLATEAU_PATIENCE if name == "plateau_patience" else None
+            return default if count is None else count
+        if evals_per_epoch is None:
+            raise ValueError(f"{name}_epochs needs the group's evaluations per epoch")
+        n = math.ceil(epochs * evals_per_epoch - 1e-9)
+        return max(n - 1, 0) if name == "plateau_patience" else n
+
+    def rules(
+        self, plateau_factor: float | None, *, evals_per_epoch: float | None = None
+    ) -> dict:
         """``plateau`` and ``early_stopping`` rules for ``engine.TrainSpec``.
 
         The plateau rule's factor is per member (data); the group's rule carries
-        the rest.
+        the rest. ``evals_per_epoch``: the group's, which turns a patience in
+        epochs into evaluations (:meth:`patience`).
         """
         mode = "max" if self.control_metric == "val_acc" else "min"
         plateau = early = None
+        early_patience = self.patience("early_stop_patience", evals_per_epoch)
         if plateau_factor is not None:
             plateau = schedules.ReduceOnPlateau(
                 factor=0.5,
-                patience=self.plateau_patience,
+                patience=self.patience("plateau_patience", evals_per_epoch),
                 mode=mode,
                 threshold=self.plateau_threshold,
                 cooldown=self.plateau_cooldown,
                 min_scale=self.plateau_min_scale,
                 stop_scale=self.plateau_stop_scale,
             )
-        if self.early_stop_patience is not None:
+        if early_patience is not None:
             early = schedules.EarlyStopping(
-                patience=self.early_stop_patience,
+                patience=early_patience,
                 mode=mode,
                 min_delta=self.early_stop_min_delta,
             )
@@ -284,10 +359,18 @@ class ControlConfig:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EvalConfig:
     epochs: int = field(10, "training epochs")
-    eval_every: int = field(
-        50,
-        "evaluate the whole validation set every N "
-        "iterations (and at the end of every epoch)",
+    eval_every: int | None = field(
+        None,
+        "evaluate the whole validation set every N ITERATIONS (and at the end "
+        "of every epoch; default 50): a batch 16x smaller evaluates 16x more "
+        "often in epochs; or --eval-every-epochs, not both",
+    )
+    eval_every_epochs: float | None = field(
+        None,
+        "evaluate every X EPOCHS, X in (0, 1] (and at the end of every epoch): "
+        "each group at the step nearest each multiple of X epochs, about "
+        "round(X x its steps per epoch) apart, so every batch size evaluates "
+        "at the same epochs; or --eval-every, not both",
     )
     eval_batch_size: int = field(500, "batch size of evaluation")
     train_eval_size: int | None = field(
@@ -352,7 +435,20 @@ class EvalConfig:
                 f"{self.interpolate}"
             )
         must_be_positive("epochs", self.epochs, integer=True)
-        must_be_positive("eval_every", self.eval_every, integer=True)
+        if self.eval_every is not None and self.eval_every_epochs is not None:
+            raise ValueError(
+                "eval_every (--eval-every) counts iterations and eval_every_epochs "
+                "(--eval-every-epochs) epochs: give one of them, not both"
+            )
+        if self.eval_every is not None:
+            must_be_positive("eval_every", self.eval_every, integer=True)
+        x = self.eval_every_epochs
+        number = isinstance(x, int | float) and not isinstance(x, bool)
+        if x is not None and not (number and math.isfinite(x) and 0 < x <= 1):
+            raise ValueError(
+                f"eval_every_epochs must be a number in (0, 1], got {x!r}: every "
+                "epoch ends with an evaluation anyway (1: once an epoch; 0.5: twice)"
+            )
         must_be_positive("eval_batch_size", self.eval_batch_size, integer=True)
         if self.train_eval_size is not None:
             must_be_positive("train_eval_size", self.train_eval_size, integer=True)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import re
 
 import jax
 import numpy as np
 
 from jaxbatch import choices, data, optim, probes, recipes
+from jaxbatch.config.schema import EVAL_EVERY
 from jaxbatch.config.sweep_config import SweepConfig
 from jaxbatch.engine.hparams import stack_hparams
 from jaxbatch.engine.spec import TrainSpec
@@ -160,7 +162,6 @@ def _plan_group(g, model, family, sizes, members, indices, config, ds, any_plate
         drop_last=config.drop_last,
         multiplier_patterns=patterns,
         control_metric=config.control_metric,
-        **config.control.rules(0.5 if any_plateau else None),
         eval_batch_size=config.eval_batch_size,
         strategy=config.strategy,
         steps_per_call=config.steps_per_call,
@@ -172,23 +173,58 @@ def _plan_group(g, model, family, sizes, members, indices, config, ds, any_plate
     epoch_steps = np.asarray(
         [dataclasses.replace(spec, batch_size=b).steps_per_epoch for b in sizes]
     )
-    total = int(epoch_steps.sum())
-    evals = set(range(config.eval_every, total + 1, config.eval_every))
-    evals |= {int(e) for e in np.cumsum(epoch_steps)}  # every epoch ends with one
+    x = config.eval_every_epochs
+    if x is not None and x * epoch_steps.min() < 1:
+        e = int(np.argmin(epoch_steps))
+        raise ValueError(
+            f"eval_every_epochs {x:g} is less than one step at batch size "
+            f"{sizes[e]} ({epoch_steps[e]} steps an epoch): give at least "
+            f"{1 / epoch_steps[e]:.3g} (one step)"
+        )
+    evals = eval_steps(epoch_steps, config.eval_every, x)
+    # The rules count evaluations; a patience in epochs becomes this group's
+    # number of them (its evaluations per epoch differ with the batch size).
+    rules = config.control.rules(
+        0.5 if any_plateau else None, evals_per_epoch=len(evals) / config.epochs
+    )
     plan = GroupPlan(
         index=g,
-        spec=spec,
+        spec=dataclasses.replace(spec, **rules),
         members=[{"member": i, "recipe": m} for i, m in zip(indices, members)],
         hp=stack_hparams(
             [member_hparams(m, n_train, config.epochs, patterns) for m in members]
         ),
         batch_sizes=tuple(sizes),
         epoch_steps=epoch_steps,
-        eval_steps=np.asarray(sorted(evals)),
+        eval_steps=evals,
     )
     if patterns:
         check_multipliers(plan, frozen=config.freeze)
     return plan
+
+
+def eval_steps(
+    epoch_steps, every: int | None = None, every_epochs: float | None = None
+) -> np.ndarray:
+    """The steps after which a group evaluates: every ``every`` iterations
+    (default 50), or, with ``every_epochs`` X, at the step nearest each
+    multiple of X epochs (fraction f of epoch k: ``round(f x steps of epoch
+    k)`` into it, so batch-size phases and a smaller last batch keep the
+    epochs), and at the end of every epoch."""
+    epoch_steps = np.asarray(epoch_steps)
+    starts = np.concatenate([[0], np.cumsum(epoch_steps)]).astype(int)
+    evals = {int(s) for s in starts[1:]}  # every epoch ends with one
+    if every_epochs is None:
+        every = EVAL_EVERY if every is None else every
+        evals |= set(range(every, int(starts[-1]) + 1, every))
+    else:
+        j = 1
+        while (t := j * every_epochs) < len(epoch_steps):
+            k = int(t)  # t just below an integer lands on that epoch's end
+            evals.add(int(starts[k]) + math.floor((t - k) * epoch_steps[k] + 0.5))
+            j += 1
+    evals.discard(0)
+    return np.asarray(sorted(evals))
 
 
 def check_multipliers(plan: GroupPlan, frozen=()) -> None:
