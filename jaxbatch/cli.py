@@ -486,7 +486,7 @@ def print_summary(out: str) -> None:
         for a in arms:
             row = {k: a[k] for k in keys}
             row.update(seeds=a["seeds"], diverged=a["diverged"])
-            for col in ("test_acc", "best_val_acc", "gap_acc"):
+            for col in ("test_acc", "val_acc_at_best_loss", "max_val_acc", "gap_acc"):
                 if col in a:
                     row[col] = _mean_pm(a[col], a[f"{col}_ci"])
             shown.append(row)

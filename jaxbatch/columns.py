@@ -26,10 +26,10 @@ RECIPE_COLUMNS = ("batch_size", "batch_schedule") + tuple(
 )
 RESULT_COLUMNS = (
     "final_train_loss", "final_train_acc", "train_eval_loss", "train_eval_acc",
-    "final_val_loss", "final_val_acc", "best_val_loss", "best_val_acc",
-    "best_val_step", "test_loss", "test_acc", "best_test_loss", "best_test_acc",
-    "gap_loss", "gap_acc", "diverged", "stopped", "lr_scale", "steps",
-    "examples_seen", "wall_s", "compile_s", "strategy",
+    "final_val_loss", "final_val_acc", "min_val_loss", "val_acc_at_best_loss",
+    "max_val_acc", "best_val_step", "test_loss", "test_acc", "best_test_loss",
+    "best_test_acc", "gap_loss", "gap_acc", "diverged", "stopped", "lr_scale",
+    "steps", "examples_seen", "wall_s", "compile_s", "strategy",
 )  # fmt: skip
 HISTORY_INDEX = ("member", "step", "epoch", "batch_size", "examples_seen")
 HISTORY_COLUMNS = (
@@ -38,10 +38,13 @@ HISTORY_COLUMNS = (
 # The results summarised per arm (mean and interval over its seeds) in
 # arms.csv and the report, before the measurements'.
 ARM_RESULTS = (
-    "test_acc", "best_val_acc", "final_val_acc", "train_eval_acc", "test_loss",
-    "final_val_loss", "gap_loss", "gap_acc", "steps",
+    "test_acc", "val_acc_at_best_loss", "max_val_acc", "final_val_acc",
+    "train_eval_acc", "test_loss", "final_val_loss", "gap_loss", "gap_acc", "steps",
 )  # fmt: skip
-SUMMARY_RESULTS = ("best_val_acc", "final_val_acc", "test_acc", "gap_loss", "gap_acc")
+SUMMARY_RESULTS = (
+    "val_acc_at_best_loss", "max_val_acc", "final_val_acc", "test_acc", "gap_loss",
+    "gap_acc",
+)  # fmt: skip
 
 
 def measured_columns(members: Mapping) -> list[str]:

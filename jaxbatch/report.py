@@ -95,7 +95,7 @@ def _sweep_complete(d: str) -> None:
 
 
 # The columns of members.csv the report reads (a tuple: one of them will do).
-REQUIRED_COLUMNS = ("member", "diverged", ("test_acc", "best_val_acc"))
+REQUIRED_COLUMNS = ("member", "diverged", ("test_acc", "val_acc_at_best_loss"))
 
 
 def read_members(run_dir: str) -> dict[str, np.ndarray]:
@@ -119,7 +119,7 @@ def _metric(members: Mapping) -> tuple[str, str]:
     col = stats.accuracy_column(members)
     return col, {
         "test_acc": "test accuracy",
-        "best_val_acc": "best validation accuracy",
+        "val_acc_at_best_loss": "validation accuracy at the lowest validation loss",
     }[col]
 
 
@@ -341,7 +341,8 @@ def _arms_html(members: Mapping) -> str:
     for r in rows:
         row = {k: r[k] for k in keys}
         row["seeds"], row["diverged"] = r["seeds"], r["diverged"]
-        for col in ("test_acc", "best_val_acc", "gap_acc", "gap_loss", *measured):
+        cols = ("test_acc", "val_acc_at_best_loss", "max_val_acc", "gap_acc")
+        for col in (*cols, "gap_loss", *measured):
             if col in r:
                 row[col] = r[col]
                 row[f"{col} ±95%"] = r[f"{col}_ci"]

@@ -20,7 +20,8 @@ import numpy as np
 MEMBER_COLUMNS = (
     "member", "group", "model", "batch_size", "lr", "weight_decay", "momentum",
     "gamma", "seed", "final_train_loss", "final_train_acc", "final_val_loss",
-    "final_val_acc", "best_val_acc", "best_val_step", "gap_loss", "gap_acc",
+    "final_val_acc", "val_acc_at_best_loss", "max_val_acc", "best_val_step",
+    "gap_loss", "gap_acc",
     "diverged", "stopped", "lr_scale", "steps", "wall_s", "compile_s", "strategy",
 )  # fmt: skip
 HISTORY_COLUMNS = (
@@ -172,11 +173,14 @@ def read_members(
 
     ``require``: columns the caller needs, each a name or a tuple of names
     of which one will do; one missing is a :class:`ResultsError` (as is a
-    missing, empty or cut-short file, see :func:`read_csv`)."""
+    missing, empty or cut-short file, see :func:`read_csv`).
+
+    A run written before the columns were renamed reads with the new names
+    (:func:`upgrade_members`)."""
     path = os.path.join(run_dir, "members.csv")
     if not os.path.isfile(path):
         raise ResultsError(f"{path}: missing (the sweep did not finish?); {SWEEP_FIX}")
-    members = read_csv(path, fix=SWEEP_FIX)
+    members = upgrade_members(run_dir, read_csv(path, fix=SWEEP_FIX))
     for need in (*require, *(("diverged",) if healthy else ())):
         names = (need,) if isinstance(need, str) else tuple(need)
         if not any(n in members for n in names):
@@ -189,6 +193,83 @@ def read_members(
         return members
     keep = np.asarray([str(v) != "True" for v in members["diverged"]], bool)
     return {k: v[keep] for k, v in members.items()}
+
+
+# Columns of members.csv before they were renamed, by the run's control
+# metric: ``best_val_*`` were the values at the best evaluation by it.
+LEGACY_COLUMNS = {
+    "val_loss": {
+        "best_val_loss": "min_val_loss",
+        "best_val_acc": "val_acc_at_best_loss",
+    },
+    "val_acc": {"best_val_acc": "max_val_acc"},
+}
+# The columns over every evaluation, from history.csv's val_loss and val_acc.
+EVAL_EXTREMES = ("min_val_loss", "val_acc_at_best_loss", "max_val_acc")
+
+
+def upgrade_members(run_dir: str, members: dict) -> dict:
+    """Old ``members.csv`` columns under their new names: ``best_val_acc``
+    and ``best_val_loss`` (the best evaluation by the control metric, the
+    lowest validation loss by default) become ``val_acc_at_best_loss`` and
+    ``min_val_loss`` (under ``control_metric = "val_acc"``, ``best_val_acc``
+    becomes ``max_val_acc`` and ``best_val_loss``, the loss at that
+    evaluation, is dropped). Where ``history.csv`` is there,
+    :data:`EVAL_EXTREMES` are computed from its evaluations instead (exactly
+    their definitions, whatever the control metric and early stopping did).
+    The new columns take the old ones' place (the columns after the
+    standard results are the measurements'). A table without the old
+    columns is returned as it is."""
+    legacy = ("best_val_loss", "best_val_acc")
+    if not any(old in members for old in legacy):
+        return members
+    renames = LEGACY_COLUMNS[_control_metric(run_dir)]
+    new = {renames[k]: v for k, v in members.items() if k in renames}
+    history = os.path.join(run_dir, "history.csv")
+    if "member" in members and os.path.isfile(history):
+        history = read_csv(history, fix=SWEEP_FIX)
+        new.update(_eval_extremes(history, members["member"]))
+    new = {c: new[c] for c in EVAL_EXTREMES if c in new and c not in members}
+    out = {}
+    for name, column in members.items():
+        if name in legacy:
+            out.update(new)  # at the first old column
+        else:
+            out[name] = column
+    return out
+
+
+def _control_metric(run_dir: str) -> str:
+    """The control metric a run's ``config.json`` names (in any section),
+    ``val_loss`` (the default) when it names none."""
+    path = os.path.join(run_dir, "config.json")
+    try:
+        config = read_json(path).get("config", {})
+    except (OSError, ValueError):
+        return "val_loss"
+    found = [config.get("control_metric")] + [
+        v.get("control_metric") for v in config.values() if isinstance(v, Mapping)
+    ]
+    metric = next((m for m in found if m is not None), "val_loss")
+    return metric if metric in LEGACY_COLUMNS else "val_loss"
+
+
+def _eval_extremes(history: Mapping, member_ids) -> dict[str, np.ndarray]:
+    """:data:`EVAL_EXTREMES` of each member from its evaluations in
+    ``history.csv`` (NaN for a member without a finite one)."""
+    if not {"member", "val_loss", "val_acc"} <= set(history):
+        return {}
+    out = {c: np.full(len(member_ids), np.nan) for c in EVAL_EXTREMES}
+    for row, m in enumerate(member_ids):
+        mine = history["member"] == m
+        loss, acc = history["val_loss"][mine], history["val_acc"][mine]
+        if np.isfinite(loss).any():
+            lowest = int(np.nanargmin(np.where(np.isnan(loss), np.inf, loss)))
+            out["min_val_loss"][row] = loss[lowest]
+            out["val_acc_at_best_loss"][row] = acc[lowest]
+        if np.isfinite(acc).any():
+            out["max_val_acc"][row] = np.nanmax(acc)
+    return out
 
 
 def read_history(run_dir: str) -> dict[str, np.ndarray]:
@@ -214,7 +295,7 @@ def parse_run_member(spec: str) -> tuple[str, int]:
     if member:
         return run_dir, int(member)
     members = read_members(run_dir)
-    accs = np.nan_to_num(members["best_val_acc"].astype(float), nan=-1.0)
+    accs = np.nan_to_num(members["val_acc_at_best_loss"].astype(float), nan=-1.0)
     return run_dir, int(members["member"][int(np.argmax(accs))])
 
 

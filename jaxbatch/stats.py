@@ -65,10 +65,11 @@ def column_stats(
 
 def accuracy_column(members: Mapping) -> str:
     """The accuracy a run is judged by: the final parameters on the test
-    split where there is one, else the best validation accuracy."""
+    split where there is one, else the validation accuracy at the lowest
+    validation loss."""
     if "test_acc" in members and np.isfinite(members["test_acc"]).any():
         return "test_acc"
-    return "best_val_acc"
+    return "val_acc_at_best_loss"
 
 
 def difference(a, b, confidence: float = 0.95) -> tuple[float, float]:

@@ -83,7 +83,7 @@ def test_init_from_evaluates_exactly_as_the_source_member(ds, tmp_path):
     assert ev["val_loss"][0] == pytest.approx(members["final_val_loss"][1], abs=1e-6)
     assert ev["val_acc"][0] == pytest.approx(members["final_val_acc"][1], abs=1e-6)
     # without a member, the best one by validation accuracy
-    best = int(members["member"][np.argmax(members["best_val_acc"])])
+    best = int(members["member"][np.argmax(members["val_acc_at_best_loss"])])
     assert results.parse_run_member(str(src)) == (str(src), best)
 
 
@@ -152,8 +152,11 @@ def test_best_numbers_equal_an_evaluation_of_the_restored_best_weights(ds, tmp_p
                                 best["params"]),
         )  # fmt: skip
         ev = engine.eval_members(fns, group.spec, restored, evals["val"])
-        assert ev["val_loss"][i] == pytest.approx(members["best_val_loss"][i], abs=1e-6)
-        assert ev["val_acc"][i] == pytest.approx(members["best_val_acc"][i], abs=1e-6)
+        # no min_delta: the kept evaluation is the one of the lowest loss
+        assert ev["val_loss"][i] == pytest.approx(members["min_val_loss"][i], abs=1e-6)
+        assert ev["val_acc"][i] == pytest.approx(
+            members["val_acc_at_best_loss"][i], abs=1e-6
+        )
         test = engine.eval_members(fns, group.spec, restored, evals["test"])
         assert test["val_acc"][i] == pytest.approx(
             members["best_test_acc"][i], abs=1e-6

@@ -47,7 +47,7 @@ DAMAGE = {
     "no member": (_drop("member"), ": no column 'member'"),
     "no accuracy": (
         _drop("test_acc", "best_val_acc"),
-        ": no column 'test_acc' or 'best_val_acc'",
+        ": no column 'test_acc' or 'val_acc_at_best_loss'",
     ),
 }
 
@@ -96,7 +96,9 @@ def test_a_row_cut_short_in_the_middle_is_not_called_truncated(good, tmp_path):
 
 def test_good_files_read_as_before(good):
     members = results.read_members(good)
-    assert len(members["member"]) == 12 and len(members) == 20
+    # an old-format table: best_val_acc read as val_acc_at_best_loss, and
+    # min_val_loss, max_val_acc added from history.csv
+    assert len(members["member"]) == 12 and len(members) == 22
     healthy = results.read_members(good, healthy=True)
     assert len(healthy["member"]) == 11  # member 0 diverged
     with pytest.raises(results.ResultsError, match="no column 'nope'"):

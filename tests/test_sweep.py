@@ -96,7 +96,7 @@ def test_diverging_member_is_flagged_and_isolated(fmnist, tmp_path):
         good, ref = _row(with_bad, lr=lr), _row(without, lr=lr)
         assert str(good["diverged"]) == "False"
         assert abs(good["final_val_loss"] - ref["final_val_loss"]) < 1e-5
-        assert abs(good["best_val_acc"] - ref["best_val_acc"]) < 1e-6
+        assert abs(good["max_val_acc"] - ref["max_val_acc"]) < 1e-6
 
 
 def test_step_decay_in_history_matches_formula(fmnist, tmp_path):
@@ -157,7 +157,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(fmnist, tmp_path):
                    capture_output=True)  # fmt: skip
     a = results.read_csv(os.path.join(full, "members.csv"))
     b = results.read_csv(os.path.join(killed, "members.csv"))
-    for col in ("final_train_loss", "final_val_loss", "final_val_acc", "best_val_acc"):
+    for col in ("final_train_loss", "final_val_loss", "final_val_acc", "max_val_acc"):
         np.testing.assert_allclose(b[col], a[col], atol=1e-6, err_msg=col)
     ha = results.read_csv(os.path.join(full, "history.csv"))
     hb = results.read_csv(os.path.join(killed, "history.csv"))

@@ -287,6 +287,7 @@ def search_progress(out: str, key: str = "search", metric: str = "final_val_acc"
 def _metric_name(metric: str) -> str:
     return {
         "final_val_acc": "validation accuracy",
-        "best_val_acc": "best validation accuracy",
+        "val_acc_at_best_loss": "validation accuracy at the lowest validation loss",
+        "max_val_acc": "highest validation accuracy",
         "test_acc": "test accuracy",
     }.get(metric, metric)

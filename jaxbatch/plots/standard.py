@@ -225,7 +225,7 @@ def _result_column(members) -> tuple[str, str]:
 
 _RESULT_LABELS = {
     "test_acc": "test accuracy (final parameters)",
-    "best_val_acc": "best validation accuracy",
+    "val_acc_at_best_loss": "validation accuracy at the lowest validation loss",
 }
 
 
@@ -303,9 +303,10 @@ def accuracy_vs(out: str, field: str | None = None) -> Figure:
 
 def summary(out: str) -> Figure:
     """One row per arm (members equal but for the seed), labelled by what
-    varies across the sweep: the best validation accuracy and the final test
-    accuracy (dots: seeds; tick: mean, whiskers: 95% t-interval), and the
-    clean train/validation gaps (mean ± 95%).
+    varies across the sweep: the validation accuracy at the lowest
+    validation loss and the final test accuracy (dots: seeds; tick: mean,
+    whiskers: 95% t-interval), and the clean train/validation gaps (mean ±
+    95%).
     The figure grows with the number of arms; diverged members are counted
     in the label, not plotted."""
     members, _ = load(out)
@@ -318,7 +319,8 @@ def summary(out: str) -> Figure:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, height), sharey=True,
                                    layout="constrained")  # fmt: skip
     y = np.arange(len(labels))[::-1]
-    metrics = [("best_val_acc", "best validation accuracy", "tab:blue")]
+    metrics = [("val_acc_at_best_loss", "val. accuracy at the lowest val. loss",
+                "tab:blue")]  # fmt: skip
     if "test_acc" in members and np.isfinite(members["test_acc"]).any():
         metrics.append(("test_acc", "test accuracy (final parameters)", "tab:red"))
     offsets = np.linspace(-0.18, 0.18, len(metrics))

@@ -28,10 +28,13 @@ class Evaluation(Hook):
     final parameters (and, under early stopping, the best ones) in eval mode
     on a fixed training subset and the test split.
 
-    ``members.csv``: ``final_val_*`` (the last evaluation), ``best_val_*`` and
-    ``best_val_step`` (the best by ``control_metric``; under early stopping the
-    one whose parameters were kept), ``train_eval_*``, ``test_*``,
-    ``best_test_*``, and the clean overfitting gaps ``gap_loss =
+    ``members.csv``: ``final_val_*`` (the last evaluation), over every
+    evaluation ``min_val_loss`` (the lowest validation loss),
+    ``val_acc_at_best_loss`` (the accuracy of that evaluation: it can be
+    below ``final_val_acc``) and ``max_val_acc`` (the highest accuracy),
+    ``best_val_step`` (the step of the best evaluation by ``control_metric``;
+    under early stopping the one whose parameters were kept), ``train_eval_*``,
+    ``test_*``, ``best_test_*``, and the clean overfitting gaps ``gap_loss =
     final_val_loss - train_eval_loss``, ``gap_acc = train_eval_acc -
     final_val_acc``. A stopped member's numbers are those where it stopped; a
     diverged member's are empty.
@@ -42,8 +45,9 @@ class Evaluation(Hook):
     def columns(self, plan: GroupPlan) -> Columns:
         return Columns(evals=("val_loss", "val_acc"), members=(
             "train_eval_loss", "train_eval_acc", "final_val_loss", "final_val_acc",
-            "best_val_loss", "best_val_acc", "best_val_step", "test_loss", "test_acc",
-            "best_test_loss", "best_test_acc", "gap_loss", "gap_acc",
+            "min_val_loss", "val_acc_at_best_loss", "max_val_acc", "best_val_step",
+            "test_loss", "test_acc", "best_test_loss", "best_test_acc", "gap_loss",
+            "gap_acc",
         ))  # fmt: skip
 
     def start(self, g: GroupRun) -> None:
@@ -87,16 +91,20 @@ class Evaluation(Hook):
         val_acc = float(h["val_acc"][i, e]) if e is not None else NAN
         # a best evaluation needs a finite value of the control metric (a
         # member that blew up at once has an accuracy but no finite loss)
-        has_acc = np.isfinite(h[g.config.control_metric][i]).any()
-        best = self._best(g, i) if has_acc else -1
+        has_best = np.isfinite(h[g.config.control_metric][i]).any()
+        best = self._best(g, i) if has_best else -1
+        losses, accs = h["val_loss"][i], h["val_acc"][i]
+        has_loss, has_acc = np.isfinite(losses).any(), np.isfinite(accs).any()
+        lowest = int(np.nanargmin(losses)) if has_loss else -1
         return {
             "train_eval_loss": final("train_eval_loss"),
             "train_eval_acc": final("train_eval_acc"),
             "final_val_loss": val_loss,
             "final_val_acc": val_acc,
-            "best_val_loss": float(h["val_loss"][i, best]) if has_acc else NAN,
-            "best_val_acc": float(h["val_acc"][i, best]) if has_acc else NAN,
-            "best_val_step": int(g.plan.eval_steps[best]) if has_acc else None,
+            "min_val_loss": float(losses[lowest]) if has_loss else NAN,
+            "val_acc_at_best_loss": float(accs[lowest]) if has_loss else NAN,
+            "max_val_acc": float(np.nanmax(accs)) if has_acc else NAN,
+            "best_val_step": int(g.plan.eval_steps[best]) if has_best else None,
             "test_loss": final("test_loss"),
             "test_acc": final("test_acc"),
             "best_test_loss": final("best_test_loss"),

@@ -42,7 +42,8 @@ class SaveWeights(Hook):
 
 
 class Progress(Hook):
-    """A progress bar per group: steps, the epoch, the best validation accuracy."""
+    """A progress bar per group: steps, the epoch, the highest validation
+    accuracy of any member so far."""
 
     def start(self, g: GroupRun) -> None:
         phases = len(g.specs) > 1
@@ -64,7 +65,7 @@ class Progress(Hook):
         acc = acc[np.isfinite(acc)]  # every member may have diverged
         self.bar.set_postfix(
             epoch=f"{g.epoch + 1}/{g.config.epochs}",
-            best_val_acc=f"{acc.max():.4f}" if acc.size else "none (diverged)",
+            max_val_acc=f"{acc.max():.4f}" if acc.size else "none (diverged)",
         )
 
     def at_end(self, g: GroupRun) -> None:
