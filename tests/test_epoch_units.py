@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from jaxbatch import data, results, sweep
-from jaxbatch.sweep import Hook
+from jaxbatch.sweep import Hook, rundir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_TRAIN = 512
@@ -216,3 +216,22 @@ def _help():
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     return out.stdout
+
+
+def test_a_run_made_with_the_old_numeric_defaults_still_resumes(tmp_path):
+    # config.json of a run made when eval_every and plateau_patience defaulted
+    # to 50 and 10 (now None: the same values), before the epoch forms existed
+    cfg = _cfg()
+    saved = cfg.to_dict()
+    saved["evaluation"]["eval_every"] = 50
+    saved["control"]["plateau_patience"] = 10
+    for section, name in (("evaluation", "eval_every_epochs"),
+                          ("control", "plateau_patience_epochs"),
+                          ("control", "early_stop_patience_epochs")):  # fmt: skip
+        del saved[section][name]
+    results.write_json(str(tmp_path / "config.json"), {"config": saved})
+    rundir.check_resume(str(tmp_path), cfg)  # the same run: no refusal
+    with pytest.raises(ValueError, match=r"evaluation.eval_every: 50 in the run, 20"):
+        rundir.check_resume(str(tmp_path), cfg.replace(eval_every=20))
+    with pytest.raises(ValueError, match=r"evaluation.eval_every_epochs: None in "):
+        rundir.check_resume(str(tmp_path), cfg.replace(eval_every_epochs=0.5))

@@ -24,6 +24,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from jaxbatch import __version__, results
+from jaxbatch.config.schema import EVAL_EVERY, PLATEAU_PATIENCE
 from jaxbatch.config.sweep_config import SECTIONS, SweepConfig
 
 
@@ -150,9 +151,19 @@ def check_resume(out: str, config: SweepConfig) -> None:
 
 # Settings that change how a run goes, never its numbers: a resume may change them.
 NO_RESULT = ("execution.compile_cache",)
+# Defaults that became None (unset: the same value), so that a run made before
+# resumes: its config.json holds the value, a config now None.
+WAS_DEFAULT = {
+    "evaluation.eval_every": EVAL_EVERY,
+    "control.plateau_patience": PLATEAU_PATIENCE,
+}
 
 
 def _config_diff(saved: Mapping, current: Mapping) -> list[str]:
+    current = {**current, **{
+        k: v for k, v in WAS_DEFAULT.items()
+        if current.get(k) is None and saved.get(k) == v
+    }}  # fmt: skip
     keys = sorted((set(saved) | set(current)) - set(NO_RESULT))
     norm = lambda v: json.loads(json.dumps(v))  # noqa: E731 tuples vs lists
     return [
