@@ -57,7 +57,8 @@ PRESETS = {
     # Batch 32 -> 160 -> 800 (or LR 0.05 -> 0.01 -> 0.002) at epochs 6 and 12.
     "quick": dict(
         **MLP,
-        recipes=recipes.product(arms((6, 12), 5), seed=(0, 1, 2, 3, 4)),
+        recipes=arms((6, 12), 5),
+        seeds=(0, 1, 2, 3, 4),
         batch_sizes=(32,),
         lrs=(0.05,),
         train_size=10000,
@@ -69,7 +70,8 @@ PRESETS = {
     # epochs of the whole Fashion-MNIST training split: batch 128 -> 16000.
     "paper": dict(
         **MLP,
-        recipes=recipes.product(arms((18, 36, 48), 5), seed=(0, 1, 2, 3, 4)),
+        recipes=arms((18, 36, 48), 5),
+        seeds=(0, 1, 2, 3, 4),
         batch_sizes=(128,),
         lrs=(0.1,),
         val_size=6000,

@@ -57,13 +57,14 @@ PRETRAIN_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
 
 
-def finetune_members(base_lr: float, uniform_lrs, bias_lr: float, seeds):
+def finetune_members(base_lr: float, uniform_lrs, bias_lr: float):
     """The fine-tuning recipes of a 3-layer MLP (``Dense_0``, ``Dense_1``,
-    head ``Dense_2``), each tagged ``recipe``; LRs are ``base_lr`` x multiplier."""
+    head ``Dense_2``), each tagged ``recipe``; LRs are ``base_lr`` x multiplier.
+    The sweep crosses each with --seeds."""
     M = recipes.Member
 
     def named(name, **kw):
-        return recipes.product([M(**kw, tags={"recipe": name})], seed=seeds)
+        return [M(**kw, tags={"recipe": name})]
 
     out = []
     for lr in uniform_lrs:
@@ -85,19 +86,20 @@ def finetune_members(base_lr: float, uniform_lrs, bias_lr: float, seeds):
     return out
 
 
-def scratch_members(uniform_lrs, base_lr: float, seeds):
+def scratch_members(uniform_lrs, base_lr: float):
     """From a random initialisation: each uniform LR, and the head alone on
-    the random (frozen) trunk, the control of "head only"."""
+    the random (frozen) trunk, the control of "head only" (each crossed with
+    --seeds by the sweep)."""
     out = [
         m.with_tags(recipe=f"from scratch {m.lr:g}")
-        for m in recipes.grid(lr=uniform_lrs, seed=seeds)
+        for m in recipes.grid(lr=uniform_lrs)
     ]
     frozen = recipes.Member(
         lr=base_lr,
         lr_multipliers=(("Dense_0", 0.0), ("Dense_1", 0.0)),
         tags={"recipe": f"head only {base_lr:g} (random trunk frozen)"},
     )
-    return out + recipes.product([frozen], seed=seeds)
+    return [*out, frozen]
 
 
 COMMON = dict(
@@ -112,7 +114,8 @@ PRESETS = {
     # 20 images per class, 40 epochs of 5 steps.
     "quick": dict(
         **COMMON,
-        recipes=finetune_members(0.1, (0.001, 0.01, 0.1), 0.01, seeds=tuple(range(5))),
+        recipes=finetune_members(0.1, (0.001, 0.01, 0.1), 0.01),
+        seeds=tuple(range(5)),
         batch_sizes=(20,),
         train_size=100,
         val_size=1000,
@@ -121,7 +124,8 @@ PRESETS = {
     # 100 images per class (not run here).
     "paper": dict(
         **COMMON,
-        recipes=finetune_members(0.1, (0.001, 0.01, 0.1), 0.01, seeds=tuple(range(10))),
+        recipes=finetune_members(0.1, (0.001, 0.01, 0.1), 0.01),
+        seeds=tuple(range(10)),
         batch_sizes=(25,),
         train_size=500,
         val_size=2000,
@@ -143,9 +147,8 @@ def stages(config_for, out, preset):
     task = tasks.class_task(fine, TARGET_CLASSES)
     yield "finetune", fine, task
     uniform = sorted({m.lr for m in fine.recipes if not m.lr_multipliers})
-    seeds = sorted({m.seed for m in fine.recipes})
     base_lr = max(m.lr for m in fine.recipes)
-    scratch = config_for(recipes=scratch_members(uniform, base_lr, seeds))
+    scratch = config_for(recipes=scratch_members(uniform, base_lr))
     yield "scratch", scratch, task
 
 

@@ -48,13 +48,12 @@ GRID_WDS = (1e-6, 1e-4, 1e-2)
 GRID_MOMENTUMS = (0.9, 0.99, 0.999)
 
 
-def search_members(n_random: int, draw_seed: int, seed: int = 0):
+def search_members(n_random: int, draw_seed: int):
     """The grid over LR x weight decay x momentum, and ``n_random``
-    log-uniform draws; every trial trains with the same init ``seed``."""
-    grid = recipes.grid(
-        lr=GRID_LRS, weight_decay=GRID_WDS, momentum=GRID_MOMENTUMS, seed=seed
-    )
-    rand = recipes.random(jax.random.PRNGKey(draw_seed), n_random, seed=seed)
+    log-uniform draws; the sweep crosses every trial with --seeds (one
+    seed by default: every trial trains from the same initialisation)."""
+    grid = recipes.grid(lr=GRID_LRS, weight_decay=GRID_WDS, momentum=GRID_MOMENTUMS)
+    rand = recipes.random(jax.random.PRNGKey(draw_seed), n_random)
     return [m.with_tags(search="grid") for m in grid] + [
         m.with_tags(search="random") for m in rand
     ]
@@ -79,6 +78,7 @@ def presets() -> dict:
         **COMMON,
         model_kwargs=(("hidden", (128,)),),
         recipes=members,
+        seeds=(0,),
         train_size=4000,
         val_size=1000,
         epochs=5,

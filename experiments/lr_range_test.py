@@ -46,6 +46,7 @@ SEEDS = (0, 1, 2)
 
 COMMON = dict(
     batch_sizes=(64,),
+    seeds=SEEDS,
     momentums=(0.9,),
     strategy="vmap",
 )
@@ -83,10 +84,10 @@ def stages(config_for, out, preset):
         )
     yield (
         "range",
-        config_for(recipes=lr_range.range_members(RANGE_MIN, top, seeds=SEEDS)),
+        config_for(recipes=lr_range.range_members(RANGE_MIN, None)),  # --lr-max
         None,
     )
-    grid = lr_range.grid_members(lr_range.log_grid(GRID_MIN, top), SEEDS)
+    grid = lr_range.grid_members(lr_range.log_grid(GRID_MIN, top))
     yield "grid", config_for(recipes=grid), None
 
 

@@ -48,16 +48,14 @@ def scaling_members(
     batch_sizes,
     base_lr: float,
     warmup_epochs: float,
-    seeds,
     rules=("none", "linear", "sqrt"),
 ):
-    """One baseline at ``base_batch_size`` per seed; at every larger batch
-    size each rule with and without warmup (``warmup_start = 1 / k``)."""
+    """One baseline at ``base_batch_size``; at every larger batch size each
+    rule with and without warmup (``warmup_start = 1 / k``). The sweep
+    crosses each member with --seeds."""
     M = recipes.Member
     out = recipes.scale_lr(
-        recipes.product([M(batch_size=base_batch_size, lr=base_lr)], seed=seeds),
-        "none",
-        base_batch_size,
+        [M(batch_size=base_batch_size, lr=base_lr)], "none", base_batch_size
     )
     out = [m.with_tags(k=1) for m in out]
     for b in batch_sizes:
@@ -68,12 +66,35 @@ def scaling_members(
             M(warmup_epochs=0.0),
             M(warmup_epochs=warmup_epochs, warmup_start=1 / k),
         ]
-        base = recipes.product(warm, batch_size=(b,), lr=(base_lr,), seed=seeds)
+        base = recipes.product(warm, batch_size=(b,), lr=(base_lr,))
         for rule in rules:
             out += [
                 m.with_tags(k=k) for m in recipes.scale_lr(base, rule, base_batch_size)
             ]
     return out
+
+
+def built(warmup_epochs: float):
+    """The members from --batch-sizes (the first is B0, the rest multiples
+    of it) and --lrs (one value: the LR at B0)."""
+
+    def members(values):
+        sizes, lrs = tuple(values["batch_sizes"]), tuple(values["lrs"])
+        if len(lrs) != 1:
+            raise ValueError(
+                f"--lrs takes one value here, the LR at the first batch size (the "
+                f"rules scale it), got {','.join(map(str, lrs))}; e.g. --lrs 0.01"
+            )
+        b0 = sizes[0]
+        bad = [b for b in sizes if b % b0 or b < b0]
+        if bad:
+            raise ValueError(
+                f"--batch-sizes must be multiples of the first "
+                f"({b0}), got {','.join(map(str, bad))}; e.g. --batch-sizes 32,64,128"
+            )
+        return scaling_members(b0, sizes, lrs[0], warmup_epochs)
+
+    return members
 
 
 MLP = dict(
@@ -89,7 +110,10 @@ PRESETS = {
     # B0 = 32 .. 1024 (k = 32), 5 epochs of 10k images, warmup over 1 epoch.
     "quick": dict(
         **MLP,
-        recipes=scaling_members(32, (32, 64, 128, 256, 512, 1024), 0.01, 1, (0, 1, 2)),
+        recipes=built(warmup_epochs=1),
+        batch_sizes=(32, 64, 128, 256, 512, 1024),
+        lrs=(0.01,),
+        seeds=(0, 1, 2),
         train_size=10000,
         val_size=2000,
         epochs=5,
@@ -98,9 +122,10 @@ PRESETS = {
     # The whole training split, 30 epochs, Goyal et al.'s 5-epoch warmup.
     "paper": dict(
         **MLP,
-        recipes=scaling_members(
-            32, (32, 64, 128, 256, 512, 1024, 2048, 4096), 0.01, 5, (0, 1, 2, 3, 4)
-        ),
+        recipes=built(warmup_epochs=5),
+        batch_sizes=(32, 64, 128, 256, 512, 1024, 2048, 4096),
+        lrs=(0.01,),
+        seeds=(0, 1, 2, 3, 4),
         val_size=6000,
         epochs=30,
         eval_every=200,

@@ -70,9 +70,9 @@ PRESETS = {
     "quick": dict(
         **MLP,
         **PLATEAU,
-        recipes=recipes.product(
-            schedule_members(7, 0.23, 1.0), batch_size=(64,), seed=(0, 1, 2)
-        ),
+        recipes=schedule_members(7, 0.23, 1.0),
+        batch_sizes=(64,),
+        seeds=(0, 1, 2),
         lrs=(0.1,),
         momentums=(0.9,),
         train_size=10000,
@@ -84,9 +84,9 @@ PRESETS = {
     "paper": dict(
         **MLP,
         **PLATEAU,
-        recipes=recipes.product(
-            schedule_members(20, 0.077, 1.0), batch_size=(64, 256), seed=(0, 1, 2)
-        ),
+        recipes=schedule_members(20, 0.077, 1.0),
+        batch_sizes=(64, 256),
+        seeds=(0, 1, 2),
         lrs=(0.1,),
         momentums=(0.9,),
         val_size=6000,

@@ -37,21 +37,28 @@ SIZES = (2, 8, 32, 128, 512)
 ETAS = tuple(2.0**-k for k in range(13, 4, -1))
 
 
-def small_batch_members(sizes, etas, seeds):
-    """One member per (batch size, base LR, seed); LR = batch size x base LR."""
+def small_batch_members(sizes, etas):
+    """One member per (batch size, base LR); LR = batch size x base LR (the
+    sweep crosses each with --seeds)."""
     return [
-        recipes.Member(batch_size=m, lr=m * eta, seed=s).with_tags(eta=eta)
+        recipes.Member(batch_size=m, lr=m * eta).with_tags(eta=eta)
         for m in sizes
         for eta in etas
-        for s in seeds
     ]
+
+
+def built(etas):
+    """The members of the batch sizes given (--batch-sizes), at ``etas``."""
+    return lambda values: small_batch_members(values["batch_sizes"], etas)
 
 
 PRESETS = {
     "quick": dict(
         model="mlp",
         model_kwargs=(("hidden", (256,)),),
-        recipes=small_batch_members(SIZES, ETAS, (0, 1)),
+        recipes=built(ETAS),
+        batch_sizes=SIZES,
+        seeds=(0, 1),
         momentums=(0.0,),
         schedule="constant",
         strategy="vmap",
@@ -62,11 +69,9 @@ PRESETS = {
     ),
     "paper": dict(
         model="simple_cnn",
-        recipes=small_batch_members(
-            (2, 4, 8, 16, 32, 64, 128, 256, 512),
-            tuple(2.0**-k for k in range(14, 3, -1)),
-            (0, 1, 2),
-        ),
+        recipes=built(tuple(2.0**-k for k in range(14, 3, -1))),
+        batch_sizes=(2, 4, 8, 16, 32, 64, 128, 256, 512),
+        seeds=(0, 1, 2),
         momentums=(0.0,),
         schedule="constant",
         val_size=6000,

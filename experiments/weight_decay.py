@@ -70,18 +70,18 @@ from jaxbatch import plots, recipes, results, stats
 from jaxbatch.experiment import Experiment
 
 
-def wd_members(sgd_lrs, sgd_wds, adam_lrs, adam_wds, l1_lr, l1_wds, seeds):
+def wd_members(sgd_lrs, sgd_wds, adam_lrs, adam_wds, l1_lr, l1_wds):
     """The LR x WD grid of both modes per optimizer (``weight_decay=0`` once
-    per LR), and L1 members under SGD at ``l1_lr``."""
+    per LR), and L1 members under SGD at ``l1_lr``; each is crossed with
+    --seeds (and --batch-sizes, --momentums) by the sweep."""
     out = []
     for opt, lrs, wds in (("sgd", sgd_lrs, sgd_wds), ("adam", adam_lrs, adam_wds)):
-        none = recipes.grid(optimizer=opt, lr=lrs, weight_decay=0.0, seed=seeds)
+        none = recipes.grid(optimizer=opt, lr=lrs, weight_decay=0.0)
         decayed = recipes.grid(
             optimizer=opt,
             lr=lrs,
             weight_decay=wds,
             weight_decay_mode=("l2", "decoupled"),
-            seed=seeds,
         )
         out += [m.with_tags(part="grid") for m in none + decayed]
     l1 = recipes.grid(
@@ -89,7 +89,6 @@ def wd_members(sgd_lrs, sgd_wds, adam_lrs, adam_wds, l1_lr, l1_wds, seeds):
         lr=l1_lr,
         weight_decay=l1_wds,
         weight_decay_mode="l1",
-        seed=seeds,
     )
     return out + [m.with_tags(part="l1") for m in l1]
 
@@ -115,8 +114,8 @@ PRESETS = {
             adam_wds=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
             l1_lr=0.1,
             l1_wds=(1e-5, 1e-4, 1e-3),
-            seeds=(0, 1, 2),
         ),
+        seeds=(0, 1, 2),
         train_size=4000,
         val_size=1000,
         epochs=10,
@@ -133,8 +132,8 @@ PRESETS = {
             adam_wds=(1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0),
             l1_lr=0.1,
             l1_wds=(1e-6, 1e-5, 1e-4, 1e-3),
-            seeds=(0, 1, 2),
         ),
+        seeds=(0, 1, 2),
         val_size=6000,
         epochs=30,
         eval_every=10**6,

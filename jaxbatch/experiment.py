@@ -94,6 +94,33 @@ class Experiment:
             out, _ = cli.run_sweep(*args, then=then)
         return out
 
+    def planner(self):
+        """``plan(args) -> [(config, read, fixed)]``: the sweeps of parsed flags."""
+        if self.stages is not None:
+            return tasks.planner(self.name, self.preset_table, self.stages)
+        return cli.planner(self.name, self.preset_table)
+
+    @property
+    def own_members(self) -> bool:
+        return self.stages is not None or cli._own(self.preset_table)
+
+    def plan(self, argv: Sequence[str] = ()) -> list:
+        """The sweeps ``argv`` would run (those that can be built before
+        anything trains), after every check of the flags: a flag that does
+        not act raises ``ValueError`` as the command would refuse it."""
+        parser = cli.build_parser(self.doc, self.preset_table, self.name)
+        args = parser.parse_args(cli._attach_negative_values(list(argv)))
+        built = self.planner()(args)
+        cli.refuse_inert(args, self.name, built, own_members=self.own_members)
+        return [config for config, _, _ in built]
+
+    def help_fields(self) -> set[str]:
+        """The config fields ``--help`` lists: every flag that can act."""
+        hidden = cli.hidden_fields(
+            self.preset_table, self.name, self.planner(), self.own_members
+        )
+        return {f for f, _, _ in cli.config_flags().values()} - hidden
+
     def finish(self, out: str, *, figures: bool = True) -> str:
         """The last steps of a run: the analysis, the figures (into
         ``<out>/plots``), ``verdict.json`` and ``report.html``."""

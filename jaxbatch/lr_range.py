@@ -44,14 +44,20 @@ WINDOW_FRACTION = 1 / 20
 DIVERGE_FACTOR = 4.0
 
 
-def range_members(lr_min: float, lr_max: float, seeds: Sequence[int]):
-    """The classic form's members: one rising-LR run per seed."""
-    return recipes.grid(schedule="range", lr=lr_min, lr_max=lr_max, seed=tuple(seeds))
+def range_members(
+    lr_min: float, lr_max: float | None, seeds: Sequence[int] | None = None
+):
+    """The classic form's members: one rising-LR run per seed (without
+    ``seeds``, one member that leaves the seed to the sweep's --seeds; with
+    ``lr_max`` None, the top is the sweep's --lr-max)."""
+    seed = {} if seeds is None else {"seed": tuple(seeds)}
+    return recipes.grid(schedule="range", lr=lr_min, lr_max=lr_max, **seed)
 
 
-def grid_members(lrs: Sequence[float], seeds: Sequence[int]):
-    """The grid form's members: a constant LR per member."""
-    return recipes.grid(schedule="constant", lr=tuple(lrs), seed=tuple(seeds))
+def grid_members(lrs: Sequence[float], seeds: Sequence[int] | None = None):
+    """The grid form's members: a constant LR per member (per seed)."""
+    seed = {} if seeds is None else {"seed": tuple(seeds)}
+    return recipes.grid(schedule="constant", lr=tuple(lrs), **seed)
 
 
 def log_grid(lo: float, hi: float, per_decade: int = 2) -> tuple[float, ...]:

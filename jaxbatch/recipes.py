@@ -393,6 +393,39 @@ def check(member: Member) -> None:
         raise bad(f"seed must be an integer in [0, 2**31), got {member.seed!r}")
 
 
+# Fields a member's optimizer or schedule reads: any other field's value does
+# not change its training (``momentum`` under Adam, ``gamma`` of a cosine
+# schedule, ``warmup_start`` without warmup).
+_USED_BY = {
+    "momentum": lambda m: m.optimizer != "adam",
+    "b1": lambda m: m.optimizer == "adam",
+    "b2": lambda m: m.optimizer == "adam",
+    "gamma": lambda m: m.schedule in ("step", "multistep"),
+    "decay_epochs": lambda m: m.schedule == "step",
+    "milestones": lambda m: m.schedule == "multistep",
+    "decay_rate": lambda m: m.schedule in ("exponential", "inverse_time"),
+    "power": lambda m: m.schedule == "inverse_time",
+    "lr_max": lambda m: m.schedule == "range",
+    "warmup_start": lambda m: bool(m.warmup_epochs),
+    "batch_factor": lambda m: bool(m.batch_milestones),
+    "weight_decay_mode": lambda m: bool(m.weight_decay),
+}
+
+
+def unused(member: Member) -> tuple[str, ...]:
+    """The fields a resolved member's training does not read (``adamw``
+    counts as ``adam``): ``members.csv`` leaves them empty, and two members
+    that differ only in them are twins."""
+    m = member.replace(optimizer="adam") if member.optimizer == "adamw" else member
+    return tuple(f for f, used in _USED_BY.items() if not used(m))
+
+
+def comparable(member: Member) -> Member:
+    """The member with its unused fields and tags cleared: equal for two
+    members exactly when they train the same."""
+    return member.replace(tags=(), **dict.fromkeys(unused(member)))
+
+
 _BRIEF = ("model", "batch_size", "lr", "schedule", "seed")
 
 

@@ -138,6 +138,53 @@ def _stages(it: Iterator, args) -> Iterator:
             return
 
 
+def stage_config_for(experiment, presets, args, reads, planning=False):
+    """The ``config_for`` handed to an experiment's ``stages`` (see
+    :func:`run_stages`); records each config's ``(fields its member builder
+    read, fields the stage fixed)`` in ``reads`` by ``id``. ``planning``:
+    a stage that starts from an earlier one's weights is built without them."""
+
+    def config_for(defaults: Mapping | None = None, **fixed) -> SweepConfig:
+        preset = {**presets[args.preset], **(defaults or {})}
+        if "recipes" in fixed:  # a stage's own members, crossed like a preset's
+            preset["recipes"] = fixed.pop("recipes")
+        config, read = cli.build_config(args, experiment, {args.preset: preset})
+        names = tuple(fixed)
+        if planning:  # an earlier stage's weights do not exist yet
+            fixed.pop("init_from", None)
+        config = config.replace(**fixed) if fixed else config
+        reads[id(config)] = (read, names)
+        return config
+
+    return config_for
+
+
+def planner(experiment, presets, stages):
+    """``plan(args, out="") -> [(config, read, fixed)]``: the stages that can
+    be built before anything trains (see :func:`jaxbatch.cli.hidden_fields`)."""
+
+    def plan(args, out="") -> list:
+        reads = {}
+        config_for = stage_config_for(experiment, presets, args, reads, True)
+        configs = plan_stages(stages, config_for, out, args.preset)
+        return [(c, *reads[id(c)]) for c in configs]
+
+    return plan
+
+
+def plan_stages(stages, config_for, out: str, preset: str) -> list[SweepConfig]:
+    """The configs of the stages that can be built before anything trains
+    (a later stage may need an earlier one's results: planning stops there);
+    nothing is written."""
+    configs = []
+    try:
+        for _, config, _ in stages(config_for, out, preset):
+            configs.append(config)
+    except (ValueError, OSError, KeyError):
+        pass  # a stage that starts from an earlier one's results
+    return configs
+
+
 # A stage: (name, config, dataset or None for the config's own data).
 Stage = tuple[str, SweepConfig, "data.Dataset | None"]
 ConfigFor = Callable[..., SweepConfig]
@@ -163,14 +210,14 @@ def run_stages(
     apply to every stage, except the settings a stage fixes. ``--resume``
     continues every stage that started and runs the rest.
     """
-    parser, given, args, out = cli.parse(description, presets, experiment, argv)
-
-    def config_for(defaults: Mapping | None = None, **fixed) -> SweepConfig:
-        preset = {**presets[args.preset], **(defaults or {})}
-        config = cli.config_from_args(args, experiment, {args.preset: preset})
-        return config.replace(**fixed) if fixed else config
+    plan = planner(experiment, presets, stages)
+    parser, given, args, out = cli.parse(
+        description, presets, experiment, argv, plan, own_members=True
+    )
+    config_for = stage_config_for(experiment, presets, args, {})
 
     with cli.command(parser, experiment, given, args, out):
+        cli.refuse_inert(args, experiment, plan(args, out), own_members=True)
         print(f"results -> {out}", flush=True)
         for name, config, ds in _stages(stages(config_for, out, args.preset), args):
             interrupts.check()

@@ -145,7 +145,8 @@ def test_scaling_rules_and_warmup_start_from_the_base_lr(ds, tmp_path):
 
     preset = {
         **ls.PRESETS["quick"],
-        "recipes": ls.scaling_members(32, (32, 64, 128), 0.01, 1, (0, 1)),
+        "recipes": ls.scaling_members(32, (32, 64, 128), 0.01, 1),
+        "seeds": (0, 1),
     }
     out = tmp_path / "ls"
     # constant after the warmup, to see the rules alone (the presets decay)

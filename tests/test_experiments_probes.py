@@ -314,10 +314,10 @@ def test_bn_and_small_batch_experiments_run_and_draw(ds, tmp_path):
     # the linear rule: LR 0.02 at batch 64 -> 0.02 * b / 64
     np.testing.assert_allclose(members["lr"], 0.02 * members["batch_size"] / 64)
     _figures(out, bn.FIGURES)
-    recipes_ = sb.small_batch_members((2, 16), (2.0**-9, 2.0**-5), (0, 1))
+    recipes_ = sb.small_batch_members((2, 16), (2.0**-9, 2.0**-5))
     out = str(tmp_path / "sb")
     config = sweep.SweepConfig(
-        **{**sb.PRESETS["quick"], "recipes": recipes_,
+        **{**sb.PRESETS["quick"], "recipes": recipes_, "seeds": (0, 1),
            "model_kwargs": (("hidden", (16,)),), "epochs": 1}
     )  # fmt: skip
     sweep.run(config, out, progress=False, plots=False, dataset=ds)

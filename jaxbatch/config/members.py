@@ -22,6 +22,13 @@ from jaxbatch.config.schema import (
     must_not_be_empty,
 )
 
+# The grid lists and the member field each sets.
+CROSSABLE = {
+    "batch_sizes": "batch_size", "lrs": "lr", "weight_decays": "weight_decay",
+    "momentums": "momentum", "seeds": "seed", "schedules": "schedule",
+    "weight_decay_modes": "weight_decay_mode",
+}  # fmt: skip
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MembersConfig:
@@ -84,6 +91,14 @@ class MembersConfig:
     recipes: tuple[recipes.Member, ...] = field(
         (), "explicit member recipes (research code; replaces the grid)", parse="none"
     )
+    cross: tuple[str, ...] = field(
+        (),
+        "grid lists (e.g. seeds, batch_sizes) crossed with the explicit members "
+        "(recipes or the members file): a member that leaves the field unset "
+        "becomes one member per value; other unset fields take a list's first "
+        "value",
+        parse="none",
+    )
 
     def validate(self):
         must_be_one_of("lr_scaling", self.lr_scaling, recipes.LR_SCALING_RULES)
@@ -91,7 +106,14 @@ class MembersConfig:
             if self.base_batch_size is None:
                 raise ValueError("--lr-scaling needs --base-batch-size B")
             must_be_positive("base_batch_size", self.base_batch_size, integer=True)
+        bad = [c for c in self.cross if c not in CROSSABLE]
+        if bad:
+            raise ValueError(
+                f"cross names {bad}; it takes grid lists: {', '.join(CROSSABLE)}"
+            )
         if self.recipes or self.members_file:
+            for name in self.cross:
+                must_not_be_empty(name, getattr(self, name))
             return
         for name in ("batch_sizes", "lrs", "weight_decays", "momentums", "seeds",
                      "schedules", "weight_decay_modes"):  # fmt: skip
@@ -171,7 +193,7 @@ class MembersConfig:
         else:
             base = None
         if base is not None:
-            out = base
+            out = self._crossed(base)
             if len(model_list) > 1:
                 out = [m if m.model else m.replace(model=name)
                        for name in model_list for m in base]  # fmt: skip
@@ -197,6 +219,20 @@ class MembersConfig:
                     seed=self.seeds,
                 )  # fmt: skip
         return self._scaled(out)
+
+    def _crossed(self, members: list[recipes.Member]) -> list[recipes.Member]:
+        """Each explicit member crossed with the :attr:`cross` lists for the
+        fields it leaves unset (the member's own order outermost)."""
+        for name in self.cross:
+            key, values = CROSSABLE[name], getattr(self, name)
+            out = []
+            for m in members:
+                if getattr(m, key) is None:
+                    out += [m.replace(**{key: v}) for v in values]
+                else:
+                    out.append(m)
+            members = out
+        return members
 
     def _scaled(self, members: list[recipes.Member]) -> list[recipes.Member]:
         if self.lr_scaling == "none":

@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping
 
 from jaxbatch import models, optim, recipes
-from jaxbatch.config.members import MembersConfig
+from jaxbatch.config.members import CROSSABLE, MembersConfig
 from jaxbatch.config.schema import (
     ControlConfig,
     DataConfig,
@@ -94,6 +94,29 @@ def _tuples(value):
     return value
 
 
+def _twins(a: recipes.Member, b: recipes.Member, m: recipes.Member, i, j) -> str:
+    """Why members ``i`` and ``j`` (as listed: ``a``, ``b``; resolved: ``m``)
+    would train identical twins: a field they differ in that the optimizer
+    or schedule ignores, if any."""
+    ignored = [f for f in recipes.unused(m) if getattr(a, f) != getattr(b, f)]
+    if ignored:
+        f = ignored[0]
+        by = f"optimizer {m.optimizer}" if f in ("momentum", "b1", "b2") else (
+            "weight decay 0" if f == "weight_decay_mode" else
+            "warmup_epochs 0" if f == "warmup_start" else
+            "no batch milestones" if f == "batch_factor" else f"schedule {m.schedule}"
+        )  # fmt: skip
+        return (
+            f"members {i} and {j} differ only in {f} ({getattr(a, f)!r} vs "
+            f"{getattr(b, f)!r}), which {by} does not use: they would train "
+            f"identical twins; vary {f} only where it acts"
+        )
+    return (
+        f"members {i} and {j} are identical ({recipes.describe(m)}): they would "
+        "train twins; change a value (e.g. the seed) or drop one"
+    )
+
+
 class SweepConfig:
     """Everything that defines a sweep, in sections (see the module docstring).
 
@@ -101,12 +124,26 @@ class SweepConfig:
     or from sections, ``SweepConfig(data=DataConfig(...))``. Every field reads
     back as an attribute (``config.epochs``). Immutable and hashable; validated
     on construction, before any data is loaded or anything compiles.
+
+    Explicit members (``recipes``, or a members file) are crossed with every
+    grid list given beside them: ``SweepConfig(recipes=arms, seeds=(0, 1, 2))``
+    trains each arm at 3 seeds, and a member that sets its own seed keeps it;
+    lists left at their defaults are not crossed (an unset field takes the
+    list's first value). ``recipes`` may also be a function of the given
+    values, ``fn(values) -> members`` (e.g. LRs scaled to ``batch_sizes``).
     """
 
     __slots__ = ("experiment", *SECTIONS)
 
     def __init__(self, *, experiment: str = "sweep", **values):
         object.__setattr__(self, "experiment", experiment)
+        values = {_ALIASES.get(k, k): v for k, v in values.items()}
+        if callable(values.get("recipes")):  # a builder of the given values
+            values["recipes"] = tuple(values["recipes"](values))
+        if (values.get("recipes") or values.get("members_file")) and (
+            "cross" not in values
+        ):
+            values["cross"] = tuple(f for f in CROSSABLE if f in values)
         flat: dict[str, dict] = {s: {} for s in SECTIONS}
         for key, value in values.items():
             if key in SECTIONS and dataclasses.is_dataclass(value):
@@ -170,7 +207,8 @@ class SweepConfig:
         bad = [m for m in self.interpolate if not 0 <= m < n]
         if bad:
             raise ValueError(
-                f"interpolate names members {bad}, but the sweep has members 0..{n - 1}"
+                f"interpolate names members {bad}, but the sweep has members "
+                f"0..{n - 1}; name two of them, e.g. --interpolate 0,{n - 1}"
             )
 
     # --- members -------------------------------------------------------------
@@ -206,7 +244,7 @@ class SweepConfig:
             m = m.replace(plateau_factor=0.5 if m.schedule == "plateau" else 1.0)
         if m.optimizer == "adamw":  # AdamW is Adam with decoupled decay
             m = m.replace(optimizer="adam", weight_decay_mode="decoupled")
-        if m.optimizer in ("adam",) and "momentum" not in values:
+        if m.optimizer == "adam":  # Adam has no momentum buffer (its b1 is one)
             m = m.replace(momentum=0.0)
         if m.model not in models.available_models():
             raise ValueError(
@@ -239,20 +277,16 @@ class SweepConfig:
     def resolved_members(self) -> list[recipes.Member]:
         """Every member with its full recipe; refuses an empty list and twins."""
         mc = self.members
-        members = [
-            self.resolve(m, i) for i, m in enumerate(mc.members(self.model_list()))
-        ]
+        raw = mc.members(self.model_list())
+        members = [self.resolve(m, i) for i, m in enumerate(raw)]
         if not members:
             raise ValueError("the sweep has no members")
         seen = {}
         for i, m in enumerate(members):
-            key = m.replace(tags=())
+            key = recipes.comparable(m)
             if key in seen:
-                raise ValueError(
-                    f"members {seen[key]} and {i} are identical "
-                    f"({recipes.describe(key)}): they would train twins; change a "
-                    "value (e.g. the seed) or drop one"
-                )
+                j = seen[key]
+                raise ValueError(_twins(raw[j], raw[i], m, j, i))
             seen[key] = i
         return members
 
@@ -277,8 +311,9 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> SweepConfig:
-        """The config of ``to_dict()`` (e.g. read back from ``config.json``)."""
-        flat = {"experiment": d.get("experiment", "sweep")}
+        """The config of ``to_dict()`` (e.g. read back from ``config.json``;
+        one written before ``cross`` existed crosses nothing)."""
+        flat = {"experiment": d.get("experiment", "sweep"), "cross": ()}
         for section in SECTIONS:
             for name, value in dict(d.get(section) or {}).items():
                 if name == "model_kwargs":

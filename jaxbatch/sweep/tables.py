@@ -55,6 +55,7 @@ def member_rows(g: GroupRun, hooks: Sequence[Hook]) -> list[dict]:
             "batch_schedule": _batch_schedule(m),
             "milestones": " ".join(f"{v:g}" for v in m.milestones or ()),
             "lr_multipliers": " ".join(f"{p}={v:g}" for p, v in m.lr_multipliers or ()),
+            **dict.fromkeys(recipes.unused(m), ""),  # what its training ignores
             "final_train_loss": mean("train_loss"),
             "final_train_acc": mean("train_acc"),
             "diverged": bool(g.final["diverged"][i]),
