@@ -15,17 +15,19 @@ import contextlib
 import dataclasses
 import difflib
 import functools
+import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import jax
 
 from jaxbatch import interrupts, results, stats
 from jaxbatch.columns import summary_columns
+from jaxbatch.config import acts
 from jaxbatch.config.schema import EPOCH_FORMS
-from jaxbatch.config.sweep_config import SECTIONS, SweepConfig
+from jaxbatch.config.sweep_config import _ALIASES, SECTIONS, SweepConfig
 from jaxbatch.interrupts import Terminated
 from jaxbatch.sweep.rundir import default_out
 from jaxbatch.sweep.runner import run
@@ -259,10 +261,16 @@ def config_flags() -> dict[str, tuple[str, str, dict]]:
 
 
 def build_parser(
-    description: str, presets: Mapping[str, Mapping], experiment: str = ""
+    description: str,
+    presets: Mapping[str, Mapping],
+    experiment: str = "",
+    hidden: Collection[str] = (),
 ) -> argparse.ArgumentParser:
+    """The experiment's parser; the config fields in ``hidden`` (flags that
+    cannot act in it, :func:`hidden_fields`) are left out of ``--help`` and
+    refused with the reason when given."""
     parser = ArgumentParser(
-        prog=f"python -m experiments.{experiment}" if experiment else None,
+        prog=prog(experiment) if experiment else None,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -313,6 +321,8 @@ def build_parser(
         for name, title in _SECTION_TITLES.items()
     }
     for flag, (name, section, kw) in config_flags().items():
+        if name in hidden:
+            kw = {**kw, "help": argparse.SUPPRESS}
         groups[section].add_argument(flag, dest=name, **kw)
     return parser
 
@@ -320,16 +330,51 @@ def build_parser(
 def config_from_args(
     args: argparse.Namespace, experiment: str, presets: Mapping[str, Mapping]
 ) -> SweepConfig:
-    """The preset's values, overridden by every flag that was given."""
-    preset = dict(presets[args.preset])
-    values = dict(preset)
-    for name, _, _ in config_flags().values():
-        value = getattr(args, name)
-        if value is not None:
-            values[name] = value
+    """The preset's values, overridden by every flag that was given; a given
+    flag that changes no member's training is refused (:func:`refuse_inert`)."""
+    config, read = build_config(args, experiment, presets)
+    refuse_inert(args, experiment, [(config, read, ())], own_members=_own(presets))
+    return config
+
+
+def _own(presets: Mapping[str, Mapping]) -> bool:
+    """Whether the experiment builds its own members (a preset's recipes)."""
+    return any("recipes" in p for p in presets.values())
+
+
+# Member-list flags an experiment that builds its own members refuses.
+_LIST_FLAGS = (
+    "search", "members_file", "lr_scaling", "base_batch_size",
+    "lr_range", "weight_decay_range", "momentum_range", "search_seed",
+)  # fmt: skip
+
+
+def given_fields(args: argparse.Namespace) -> dict[str, object]:
+    """``{config field: value}`` of every config flag on the command line."""
+    out = {
+        name: getattr(args, name)
+        for name, _, _ in config_flags().values()
+        if getattr(args, name) is not None
+    }
+    if getattr(args, "seed", None) is not None:
+        out.update(seeds=(args.seed,), data_seed=args.seed)
+    return out
+
+
+def build_config(
+    args: argparse.Namespace, experiment: str, presets: Mapping[str, Mapping]
+) -> tuple[SweepConfig, set[str]]:
+    """``(config, fields a member builder read)``: the preset's values
+    overridden by the flags. A preset's ``recipes`` may be a function of the
+    values (``fn(values) -> members``, e.g. LRs scaled to ``batch_sizes``);
+    explicit members are crossed with every grid list the preset or a flag
+    sets, for the fields they leave unset (see :class:`SweepConfig`)."""
+    preset = {_ALIASES.get(k, k): v for k, v in presets[args.preset].items()}
+    given = given_fields(args)
+    values = {**preset, **given}
     for pair in EPOCH_FORMS:  # a flag of one unit replaces the preset's other
         for flag_form, other in (pair, pair[::-1]):
-            if getattr(args, flag_form) is not None and getattr(args, other) is None:
+            if flag_form in given and other not in given:
                 values.pop(other, None)
     if args.model is not None and args.model != preset.get("model"):
         if args.model_kwargs is None:
@@ -343,10 +388,54 @@ def config_from_args(
         values["model_kwargs"] = tuple(sorted(args.model_kwargs))
     if args.members_file is not None or args.search not in (None, "grid"):
         values.pop("recipes", None)  # the file or the search replaces them
+    read: set[str] = set()
+    if callable(values.get("recipes")):
+        inputs = acts.Reads(values)
+        values["recipes"] = tuple(values["recipes"](inputs))
+        read = inputs.read
+    return SweepConfig(experiment=experiment, **values), read
+
+
+def planner(experiment: str, presets: Mapping[str, Mapping]):
+    """``plan(args) -> [(config, read, fixed)]`` of a one-sweep experiment."""
+
+    def plan(args, out=""):
+        return [(*build_config(args, experiment, presets), ())]
+
+    return plan
+
+
+def refuse_inert(args, experiment: str, built, *, own_members: bool) -> None:
+    """A given flag that no member of any of ``built`` trains with is a
+    ``ValueError`` naming the flag, why, and where to look (``--help`` lists
+    what acts). ``built``: ``[(config, fields its member builder read, fields
+    the experiment fixes there)]``, one per sweep of the experiment."""
+    given = given_fields(args)
+    flag_of = {f: flag for flag, (f, _, _) in config_flags().items()}
     if args.seed is not None:
-        values["seeds"] = (args.seed,)
-        values["data_seed"] = args.seed
-    return SweepConfig(experiment=experiment, **values)
+        flag_of.update(seeds="--seed", data_seed="--seed")
+    if own_members:
+        for name in _LIST_FLAGS:
+            if name in given:
+                raise ValueError(
+                    f"{flag_of[name]} does not act in {experiment}: it builds its own "
+                    "members; for a "
+                    "sweep of your own use jaxbatch sweep (see --help for the flags "
+                    "that act here)"
+                )
+    reasons = None
+    for config, read, fixed in built:
+        here = acts.inert(config, given, read)
+        here.update({f: f"each of its sweeps sets its own {f}" for f in fixed
+                     if f in given})  # fmt: skip
+        reasons = here if reasons is None else {
+            k: v for k, v in reasons.items() if k in here
+        }  # fmt: skip
+    for name, why in (reasons or {}).items():
+        raise ValueError(
+            f"{flag_of[name]} changes nothing in {experiment}: {why} (see --help "
+            "for the flags that act here)"
+        )
 
 
 def _attach_negative_values(argv: list[str]) -> list[str]:
@@ -390,7 +479,8 @@ def run_sweep(
     tables, then ``then(out, flags)`` (the experiment's figures and report),
     all under :func:`command`'s handling of errors and signals. Returns
     ``(results directory, parsed flags)``."""
-    parser, given, args, out = parse(description, presets, experiment, argv)
+    plan = planner(experiment, presets)
+    parser, given, args, out = parse(description, presets, experiment, argv, plan)
     with command(parser, experiment, given, args, out):
         config = config_from_args(args, experiment, presets)
         print(f"results -> {out}", flush=True)
@@ -411,11 +501,44 @@ def run_sweep(
     return out, args
 
 
-def parse(description: str, presets: Mapping, experiment: str, argv):
+def hidden_fields(
+    presets: Mapping[str, Mapping], experiment: str, plan, own_members: bool
+) -> set[str]:
+    """Config fields no flag can make act in the experiment, whatever the
+    other flags: grid lists and recipe defaults that every member of every
+    preset sets itself, settings each of its sweeps fixes, and (where it
+    builds its own members) the flags that would replace them. ``plan(args)``
+    -> ``[(config, read, fixed)]``, the sweeps of the parsed flags."""
+    fields = [f for f, _, _ in config_flags().values()]
+    out = set(_LIST_FLAGS) if own_members else set()
+    common = None
+    for name in presets:
+        args = build_parser("", presets, experiment).parse_args(["--preset", name])
+        for config, read, fixed in plan(args):
+            why = acts.inert(config, fields, read)
+            here = {f for f, w in why.items() if w.startswith("every member sets")}
+            here |= set(fixed)
+            common = here if common is None else common & here
+    return out | (common or set())
+
+
+def parse(
+    description: str,
+    presets: Mapping,
+    experiment: str,
+    argv,
+    plan=None,
+    own_members: bool | None = None,
+):
     """``(parser, given flags, args, out)`` of an experiment's command line
-    (``jax.distributed`` started when ``--distributed``)."""
-    parser = build_parser(description, presets, experiment)
+    (``jax.distributed`` started when ``--distributed``). With ``plan`` (see
+    :func:`hidden_fields`), ``--help`` lists only the flags that can act."""
     given = list(sys.argv[1:] if argv is None else argv)
+    hidden = ()
+    if plan is not None and ("-h" in given or "--help" in given):
+        own = _own(presets) if own_members is None else own_members
+        hidden = hidden_fields(presets, experiment, plan, own)
+    parser = build_parser(description, presets, experiment, hidden)
     args = parser.parse_args(_attach_negative_values(given))
     if args.distributed:
         jax.distributed.initialize()
@@ -448,6 +571,31 @@ def with_flags(message: str) -> str:
     return re.sub(r"(^|: )([a-z][a-z0-9_]*)(?= )", mark, message)
 
 
+COMMAND_FILE = "command.json"
+
+
+def write_command(out: str, experiment: str, argv: Sequence[str]) -> None:
+    """``<out>/command.json``, what started the run, for ``jaxbatch resume``
+    (kept when it exists: a second command on the directory cannot change
+    it; skipped where ``out`` is a file or a non-empty directory)."""
+    path = os.path.join(out, COMMAND_FILE)
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        return  # written at the start, or not a directory this run may use
+    argv = [a for a in argv if a != "--resume"]
+    if "--out" not in argv and not any(a.startswith("--out=") for a in argv):
+        argv += ["--out", out]
+    with contextlib.suppress(OSError):  # the run names an unusable --out itself
+        os.makedirs(out, exist_ok=True)
+        results.write_json(path, {"experiment": experiment, "argv": argv})
+
+
+def prog(experiment: str) -> str:
+    """The command that runs ``experiment``."""
+    return "jaxbatch sweep" if experiment == "sweep" else (
+        f"python -m experiments.{experiment}"
+    )  # fmt: skip
+
+
 @contextlib.contextmanager
 def command(parser, experiment: str, given: list[str], args, out: str):
     """The body of an experiment's command: bad input, missing data or a full
@@ -457,6 +605,8 @@ def command(parser, experiment: str, given: list[str], args, out: str):
         with interrupts.deferred():
             if args.resume and not args.out:
                 raise ValueError("--resume needs --out DIR, the run to continue")
+            if not args.dry_run:
+                write_command(out, experiment, given)
             yield
     except (ValueError, OSError) as err:
         message = " ".join(str(err).split()) if str(err) else type(err).__name__
@@ -468,7 +618,7 @@ def command(parser, experiment: str, given: list[str], args, out: str):
         what = "terminated" if isinstance(err, Terminated) else "interrupted"
         sys.stderr.write(
             f"\n{what}. Every finished epoch is saved; continue with:\n"
-            f"  python -m experiments.{experiment} {cmd} --resume\n"
+            f"  {prog(experiment)} {cmd} --resume\n"
         )
         raise SystemExit(143 if isinstance(err, Terminated) else 130) from None
 

@@ -94,7 +94,7 @@ class RunLock:
 
 
 def _entries(out: str) -> list[str]:
-    return [n for n in os.listdir(out) if n != LOCK]
+    return [n for n in os.listdir(out) if n not in (LOCK, "command.json")]
 
 
 def check_out(out: str, resume: bool) -> None:
