@@ -342,9 +342,10 @@ def _own(presets: Mapping[str, Mapping]) -> bool:
     return any("recipes" in p for p in presets.values())
 
 
-# Member-list flags an experiment that builds its own members refuses.
+# Member-list flags an experiment that builds its own members refuses (a
+# --members file of arms in its form, e.g. a smaller grid, still replaces them).
 _LIST_FLAGS = (
-    "search", "members_file", "lr_scaling", "base_batch_size",
+    "search", "lr_scaling", "base_batch_size",
     "lr_range", "weight_decay_range", "momentum_range", "search_seed",
 )  # fmt: skip
 
@@ -574,19 +575,31 @@ def with_flags(message: str) -> str:
 COMMAND_FILE = "command.json"
 
 
-def write_command(out: str, experiment: str, argv: Sequence[str]) -> None:
+def write_command(out: str, experiment: str, argv: Sequence[str]) -> bool:
     """``<out>/command.json``, what started the run, for ``jaxbatch resume``
     (kept when it exists: a second command on the directory cannot change
-    it; skipped where ``out`` is a file or a non-empty directory)."""
+    it; skipped where ``out`` is a file or a non-empty directory). Returns
+    whether it made the directory."""
     path = os.path.join(out, COMMAND_FILE)
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-        return  # written at the start, or not a directory this run may use
+        return False  # written at the start, or not a directory this run may use
     argv = [a for a in argv if a != "--resume"]
     if "--out" not in argv and not any(a.startswith("--out=") for a in argv):
         argv += ["--out", out]
+    created = not os.path.exists(out)
     with contextlib.suppress(OSError):  # the run names an unusable --out itself
         os.makedirs(out, exist_ok=True)
         results.write_json(path, {"experiment": experiment, "argv": argv})
+    return created
+
+
+def _unwrite_command(out: str) -> None:
+    """Undo :func:`write_command` for a command refused before its run
+    started: a refusal leaves nothing behind."""
+    with contextlib.suppress(OSError):
+        if os.listdir(out) == [COMMAND_FILE]:
+            os.remove(os.path.join(out, COMMAND_FILE))
+            os.rmdir(out)
 
 
 def prog(experiment: str) -> str:
@@ -601,14 +614,17 @@ def command(parser, experiment: str, given: list[str], args, out: str):
     """The body of an experiment's command: bad input, missing data or a full
     disk end in one line and exit 2; Ctrl-C and SIGTERM print the exact
     ``--resume`` command and exit 130 / 143."""
+    created = False
     try:
         with interrupts.deferred():
             if args.resume and not args.out:
                 raise ValueError("--resume needs --out DIR, the run to continue")
             if not args.dry_run:
-                write_command(out, experiment, given)
+                created = write_command(out, experiment, given)
             yield
     except (ValueError, OSError) as err:
+        if created:
+            _unwrite_command(out)
         message = " ".join(str(err).split()) if str(err) else type(err).__name__
         parser.exit(2, f"{parser.prog}: error: {with_flags(message)}\n")
     except KeyboardInterrupt as err:
