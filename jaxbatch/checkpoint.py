@@ -15,7 +15,9 @@ import os
 import re
 import shutil
 import signal
+import sys
 import threading
+import time
 import zlib
 from typing import Any
 
@@ -80,17 +82,17 @@ def _mb(n: int) -> str:
 def quiet_orbax():
     """orbax reports a failure of its background threads by logging whole
     tracebacks (absl, asyncio); the failure also reaches the caller, which
-    says it in one line. Keep those logs quiet while inside."""
+    says it in one line. Keep those logs quiet while inside, and after a
+    failure for good: the failed save's threads keep logging as they wind
+    down, after the caller has said what went wrong."""
     names = ("absl", "orbax", "asyncio", "jax._src.distributed")
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
+    yield
+    for lg, level in zip(loggers, levels):  # not reached when the block raised
+        lg.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -136,6 +138,7 @@ def save(
     """
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"epoch_{epoch:04d}")
+    _hush_closed_loops()
     with deferred_signals(), quiet_orbax():
         for old in [e for e in list_epochs(directory) if e != epoch][
             : -(keep - 1) or None
@@ -154,8 +157,9 @@ def save(
                 os.path.join(path, MANIFEST), {**_manifest(path), "meta": meta}
             )
         except Exception as err:
-            shutil.rmtree(path, ignore_errors=True)
-            _remove_leftovers(directory)
+            with contextlib.suppress(Exception):  # let its threads wind down
+                checkpointer.close()
+            _clear_failed_save(directory, path)
             if _is_disk_full(err):
                 free = shutil.disk_usage(directory).free
                 raise DiskFullError(
@@ -165,6 +169,44 @@ def save(
                 ) from None
             raise
     return path
+
+
+def _hush_closed_loops() -> None:
+    """After a failed save (a full disk), orbax's storage threads still
+    finish their writes and hand the results to its event loop, which the
+    failure has closed; each hand-off raises ``RuntimeError: Event loop is
+    closed`` in a native thread, which Python reports as unraisable (dozens
+    of tracebacks around the one line that says what happened). Drop exactly
+    those; everything else is reported as before."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_hushes_closed_loops", False):
+        return
+
+    def hook(unraisable):
+        value = unraisable.exc_value
+        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._hushes_closed_loops = True
+    sys.unraisablehook = hook
+
+
+def _clear_failed_save(directory: str, path: str, settle_s: float = 1.0) -> None:
+    """Remove what a failed save wrote. Its storage threads may still be
+    writing (a full disk fails some writes and not others): remove, then
+    again until nothing new has appeared for ``settle_s`` (at most 10 s)."""
+    quiet_since, start = time.monotonic(), time.monotonic()
+    while time.monotonic() - start < 10:
+        shutil.rmtree(path, ignore_errors=True)
+        _remove_leftovers(directory)
+        time.sleep(0.1)
+        if os.path.exists(path) or any(
+            not _EPOCH_DIR.match(n) for n in os.listdir(directory)
+        ):
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= settle_s:
+            return
 
 
 def _remove_leftovers(directory: str) -> None:

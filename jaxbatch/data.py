@@ -194,8 +194,9 @@ def _sizes(n: int, train_size: int | None, val_size: int | None) -> tuple[int, i
         train_size = n - val_size
     if train_size < 1 or train_size + val_size > n:
         raise ValueError(
-            f"train_size={train_size} + val_size={val_size} must fit the pool of "
-            f"{n} images (val_size defaults to 10% of the pool)"
+            f"train_size {train_size} + val_size {val_size} must fit the pool of "
+            f"{n} images (val_size defaults to 10% of the pool); lower --train-size "
+            "and --val-size (a preset sets both)"
         )
     return train_size, val_size
 
@@ -464,7 +465,7 @@ def _imagefolder_pool(data_dir, image_size, cache, train_size, val_size) -> dict
             f"imagefolder: {str(root)!r} has one class folder ({classes[0]!r}); "
             "classification needs at least two"
         )
-    files, labels = [], []
+    files, labels, few = [], [], []
     for label, cls in enumerate(classes):
         found = sorted(
             p
@@ -478,14 +479,16 @@ def _imagefolder_pool(data_dir, image_size, cache, train_size, val_size) -> dict
                 f"({', '.join(IMAGE_SUFFIXES)})"
             )
         if len(found) < MIN_IMAGES_PER_CLASS:
-            warnings.warn(
-                f"imagefolder: class {cls!r} has only {len(found)} images; its "
-                "validation and test numbers will be noise",
-                stacklevel=3,
-            )
+            few.append(f"{cls!r} ({len(found)})")
         files += found
         labels += [label] * len(found)
     _sizes(len(files), train_size, val_size)  # before the slow decoding
+    if few:  # once, and only for a run that goes on
+        warnings.warn(
+            f"imagefolder: classes with fewer than {MIN_IMAGES_PER_CLASS} images: "
+            f"{', '.join(few)}; their validation and test numbers will be noise",
+            stacklevel=2,
+        )
     size = image_size or DEFAULT_IMAGEFOLDER_SIZE
     digest = hashlib.sha256(f"{root}|{size}".encode())
     for f in files:  # any added, removed or touched file gives a new key

@@ -460,8 +460,15 @@ def build(run_dir: str, out_file: str | None = None) -> str:
     return path
 
 
+class _Parser(argparse.ArgumentParser):
+    """One-line errors: ``prog: error: message (see --help)``, no usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m jaxbatch.report",
         description="Rebuild a run's self-contained report.html (figures embedded).",
     )

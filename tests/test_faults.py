@@ -542,3 +542,43 @@ def test_a_new_head_starts_fresh_and_nothing_else_may_differ():
     # a trunk that differs in its last axis is not a head (that is num_classes)
     loaded, head, problems = base_fit(net(10, hidden=32), net(10), num_classes=10)
     assert head == [] and len(problems) == 3 and len(loaded) == 1
+
+
+def test_a_failed_saves_late_writes_are_cleared_and_its_closed_loop_is_quiet(
+    tmp_path, monkeypatch
+):
+    """A save that failed on a full disk: its storage threads keep writing for
+    a moment (here a thread recreating the temporary folder twice) and report
+    "Event loop is closed" as unraisable; neither reaches the user."""
+    import sys
+    import threading
+    import time
+
+    from jaxbatch import checkpoint
+
+    directory = tmp_path / "group_0"
+    directory.mkdir()
+    (directory / "epoch_0001").mkdir()  # a complete earlier checkpoint stays
+    tmp = directory / "epoch_0002.orbax-checkpoint-tmp"
+
+    def late_writer():
+        for _ in range(2):
+            time.sleep(0.3)
+            tmp.mkdir(exist_ok=True)
+            (tmp / "chunk").write_bytes(b"x")
+
+    t = threading.Thread(target=late_writer)
+    t.start()
+    checkpoint._clear_failed_save(str(directory), str(directory / "epoch_0002"),
+                                  settle_s=0.5)  # fmt: skip
+    t.join()
+    assert sorted(p.name for p in directory.iterdir()) == ["epoch_0001"]
+
+    import types
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    checkpoint._hush_closed_loops()
+    for message in ("Event loop is closed", "something else"):
+        sys.unraisablehook(types.SimpleNamespace(exc_value=RuntimeError(message)))
+    assert [str(u.exc_value) for u in seen] == ["something else"]
