@@ -60,6 +60,12 @@ SWEEP_PRESETS = {
 }
 
 
+def _fail(message: str):
+    """Bad input: one line on stderr, exit 2."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _sweep_experiment(claim: str = ""):
     from jaxbatch.experiment import Experiment
 
@@ -79,7 +85,7 @@ def _experiment(name: str):
 
         near = difflib.get_close_matches(name, known, n=1)
         hint = f"did you mean {near[0]}? " if near else ""
-        raise SystemExit(
+        _fail(
             f"jaxbatch run: error: no experiment {name!r}; {hint}jaxbatch list "
             "names them all"
         )
@@ -91,9 +97,7 @@ def _sweep(argv: list[str]) -> int:
     if "--claim" in argv:
         i = argv.index("--claim")
         if i + 1 >= len(argv):
-            raise SystemExit(
-                "jaxbatch sweep: error: --claim needs a value (see --help)"
-            )
+            _fail("jaxbatch sweep: error: --claim needs a value (see --help)")
         claim = argv[i + 1]
         argv = argv[:i] + argv[i + 2 :]
     exp = _sweep_experiment(claim)
@@ -105,7 +109,7 @@ def _sweep(argv: list[str]) -> int:
 
 def _resume(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0].startswith("-"):
-        raise SystemExit(
+        _fail(
             "jaxbatch resume: error: give one run directory, e.g. jaxbatch resume "
             "runs/sweep/2026-12-07_1200 (its command.json holds the flags)"
         )
@@ -114,11 +118,11 @@ def _resume(argv: list[str]) -> int:
     try:
         command = results.read_json(path)
     except (OSError, ValueError) as err:
-        raise SystemExit(
+        _fail(
             f"jaxbatch resume: error: {path}: {' '.join(str(err).split())}; a run "
             "started before jaxbatch wrote command.json resumes with its original "
             "command and --resume"
-        ) from None
+        )
     flags = list(command["argv"])
     if "--out" in flags:
         flags[flags.index("--out") + 1] = out
@@ -147,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return list_main(rest)
     if command == "run":
         if not rest or rest[0].startswith("-"):
-            raise SystemExit(
+            _fail(
                 "jaxbatch run: error: name an experiment first, e.g. jaxbatch run "
                 "lr_scaling --preset quick (jaxbatch list names them)"
             )
@@ -169,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = ["list", "run", "sweep", "report", "resume", "compare"]
     near = difflib.get_close_matches(command, commands, n=1)
     hint = f"; did you mean {near[0]}?" if near else ""
-    raise SystemExit(
+    _fail(
         f"jaxbatch: error: {command!r} is not a command{hint} (commands: "
         f"{', '.join(commands)}; jaxbatch --help)"
     )
