@@ -138,3 +138,12 @@ def test_members_csv_leaves_what_a_member_ignores_empty(tmp_path):
     for col in ("momentum", "gamma", "decay_epochs", "warmup_start", "lr_max"):
         assert np.isnan(members[col]).all(), col
     assert members["b1"][0] == 0.9 and members["lr"][0] == 0.001
+
+
+def test_crossing_holds_for_every_model_of_a_multi_model_sweep():
+    m = recipes.Member
+    config = SweepConfig(
+        models=("mlp", "simple_cnn"), recipes=[m(lr=0.1)], seeds=(0, 1)
+    )
+    got = [(r.model, r.seed) for r in config.resolved_members()]
+    assert got == [("mlp", 0), ("mlp", 1), ("simple_cnn", 0), ("simple_cnn", 1)]

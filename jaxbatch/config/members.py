@@ -196,7 +196,7 @@ class MembersConfig:
             out = self._crossed(base)
             if len(model_list) > 1:
                 out = [m if m.model else m.replace(model=name)
-                       for name in model_list for m in base]  # fmt: skip
+                       for name in model_list for m in out]  # fmt: skip
             return self._scaled(out)
         out = []
         n = self.random_count()
