@@ -432,7 +432,8 @@ def refuse_inert(args, experiment: str, built, *, own_members: bool) -> None:
         reasons = here if reasons is None else {
             k: v for k, v in reasons.items() if k in here
         }  # fmt: skip
-    for name, why in (reasons or {}).items():
+    if reasons:
+        name, why = next(iter(reasons.items()))
         raise ValueError(
             f"{flag_of[name]} changes nothing in {experiment}: {why} (see --help "
             "for the flags that act here)"

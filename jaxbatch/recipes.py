@@ -420,6 +420,21 @@ def unused(member: Member) -> tuple[str, ...]:
     return tuple(f for f, used in _USED_BY.items() if not used(m))
 
 
+def unused_because(field: str, members: Sequence[Member]) -> str:
+    """What makes resolved ``members`` ignore ``field`` (one of
+    :func:`unused`'s): ``"optimizer adam"``, ``"schedule constant, cosine"``,
+    ``"weight decay 0"``, ``"warmup_epochs 0"``, ``"no batch milestones"``."""
+    if field == "weight_decay_mode":
+        return "weight decay 0"
+    if field == "warmup_start":
+        return "warmup_epochs 0"
+    if field == "batch_factor":
+        return "no batch milestones"
+    what = "optimizer" if field in ("momentum", "b1", "b2") else "schedule"
+    kinds = sorted({getattr(m, what) for m in members})
+    return f"{what} {', '.join(kinds)}"
+
+
 def comparable(member: Member) -> Member:
     """The member with its unused fields and tags cleared: equal for two
     members exactly when they train the same."""

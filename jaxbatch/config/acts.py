@@ -103,18 +103,7 @@ def inert(config, fields: Collection[str], read: Collection[str] = ()) -> dict:
 
 
 def _unused_by(field: str, members) -> str:
-    kinds = sorted({
-        m.optimizer if field in ("momentum", "b1", "b2") else m.schedule
-        for m in members
-    })  # fmt: skip
-    if field == "weight_decay_mode":
-        return "no member has weight decay"
-    if field == "warmup_start":
-        return "no member warms up"
-    if field == "batch_factor":
-        return "no member has batch milestones"
-    what = "optimizer" if field in ("momentum", "b1", "b2") else "schedule"
-    return f"its members' {what} ({', '.join(kinds)}) does not use {field}"
+    return f"{recipes.unused_because(field, members)} does not use {field}"
 
 
 class Reads(dict):

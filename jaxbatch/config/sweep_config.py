@@ -101,14 +101,10 @@ def _twins(a: recipes.Member, b: recipes.Member, m: recipes.Member, i, j) -> str
     ignored = [f for f in recipes.unused(m) if getattr(a, f) != getattr(b, f)]
     if ignored:
         f = ignored[0]
-        by = f"optimizer {m.optimizer}" if f in ("momentum", "b1", "b2") else (
-            "weight decay 0" if f == "weight_decay_mode" else
-            "warmup_epochs 0" if f == "warmup_start" else
-            "no batch milestones" if f == "batch_factor" else f"schedule {m.schedule}"
-        )  # fmt: skip
         return (
             f"members {i} and {j} differ only in {f} ({getattr(a, f)!r} vs "
-            f"{getattr(b, f)!r}), which {by} does not use: they would train "
+            f"{getattr(b, f)!r}), which {recipes.unused_because(f, [m])} does not "
+            "use: they would train "
             f"identical twins; vary {f} only where it acts"
         )
     return (
