@@ -23,14 +23,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def fmnist():
-    try:
-        return data.load("fashion_mnist", train_size=512, val_size=256, seed=0)
-    except data.DataNotFoundError as err:
-        pytest.skip(f"Fashion-MNIST not installed: {err}")
-
-
-@pytest.fixture(scope="module")
 def run(fmnist, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("weights") / "run")
     config = sweep.SweepConfig(

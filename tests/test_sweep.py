@@ -12,18 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from jaxbatch import data, results, sweep
+from jaxbatch import results, sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL_CNN = (("width", 0.25),)
-
-
-@pytest.fixture(scope="module")
-def fmnist():
-    try:
-        return data.load("fashion_mnist", train_size=512, val_size=256, seed=0)
-    except data.DataNotFoundError as err:
-        pytest.skip(f"Fashion-MNIST not installed: {err}")
 
 
 def _config(**kw) -> sweep.SweepConfig:
