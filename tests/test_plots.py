@@ -59,8 +59,9 @@ def test_standard_figures_scale_to_40_arms_of_3_seeds(tmp_path):
         for name, fig in figs.items():
             fig.savefig(tmp_path / f"{name}.png", dpi=50)  # lays out, or warns
     names = sorted(os.path.basename(p) for p in paths)
-    assert names == ["accuracy_vs_lr.png", "heatmap.png", "loss_bs256.png",
-                     "loss_bs32.png", "summary.png", "val_accuracy.png"]  # fmt: skip
+    assert names == ["accuracy_vs_batch_size.png", "accuracy_vs_lr.png",
+                     "heatmap.png", "loss_bs256.png", "loss_bs32.png",
+                     "summary.png", "val_accuracy.png"]  # fmt: skip
     # The diverged member does not set the limits: healthy losses are < 2.7.
     lo, hi = figs["loss"].axes[0].get_ylim()
     assert 0.1 < lo and hi < 4.0
@@ -69,7 +70,10 @@ def test_standard_figures_scale_to_40_arms_of_3_seeds(tmp_path):
     for key in ("loss", "acc"):
         assert _colorbars(figs[key]) == ["learning rate"]
         assert _legend_entries(figs[key]) <= 4
-    assert _legend_entries(figs["vs"]) == 2  # one line per batch size
+    # Against the batch size, one line per LR: 20 of them, a colorbar.
+    assert _colorbars(figs["vs"]) == ["learning rate"]
+    vs_lr = plots.accuracy_vs(out, "lr")
+    assert _legend_entries(vs_lr) == 2  # one line per batch size
     # The heatmap's cells are the arms' means over seeds.
     members = plots.load(out)[0]
     mesh = figs["heat"].axes[0].collections[0]  # one cell per arm
@@ -91,6 +95,98 @@ def test_few_arms_get_a_legend_and_bands(tmp_path):
     assert _legend_entries(fig) == 2  # lr 0.01, lr 0.1
     bands = [c for ax in fig.axes for c in ax.collections]
     assert len(bands) >= 3  # the 95% bands (the diverged arm keeps 2 seeds: none)
+
+
+# --- figures chosen from what varies ---------------------------------------------
+
+
+def _curve_colours(fig) -> list[str]:
+    """The colours of the drawn curves (lines of two or more points)."""
+    from matplotlib.colors import to_hex
+
+    return [
+        to_hex(ln.get_color())
+        for ax in fig.axes
+        for ln in ax.get_lines()
+        if len(ln.get_xdata()) > 1 and ln.get_linestyle() not in ("None", "")
+    ]
+
+
+def test_a_batch_size_sweep_gets_accuracy_against_batch_size(tmp_path):
+    from synthetic import write_run
+
+    out = write_run(str(tmp_path / "run"), lrs=(0.1,), batch_sizes=(16, 64, 256),
+                    diverge=None)  # fmt: skip
+    names = sorted(os.path.basename(p) for p in plots.save_all(out))
+    assert names == ["accuracy_vs_batch_size.png", "loss_bs16.png", "loss_bs256.png",
+                     "loss_bs64.png", "summary.png", "val_accuracy.png"]  # fmt: skip
+    fig = plots.accuracy_vs(out)
+    assert fig.axes[0].get_xlabel() == "batch size"
+    (line,) = _data_lines(fig.axes[0])
+    members = plots.load(out)[0]
+    for b, y in zip(line.get_xdata(), line.get_ydata()):  # each point: its seeds' mean
+        sel = members["batch_size"] == b
+        np.testing.assert_allclose(y, members["test_acc"][sel].mean())
+
+
+def test_a_scaling_rule_is_a_line_where_it_sets_the_lr(tmp_path):
+    """Two rules over batch sizes: the LR is the rule's (equal at the base
+    batch), so the figure against the batch size has one line per rule, not
+    one per LR; nothing else, so no figure against the LR (no line of it
+    spans two LRs at a batch size)."""
+    from synthetic import write_run
+
+    def rule(b, lr):
+        name = "linear" if lr > 0.5 else "same LR"
+        return name, 0.1 * (b / 16 if name == "linear" else 1.0)
+
+    out = write_run(str(tmp_path / "run"), lrs=(0.1, 1.0), batch_sizes=(16, 64, 256),
+                    diverge=None, tag=("rule", rule))  # fmt: skip
+    fig = plots.accuracy_vs(out)
+    assert fig.axes[0].get_xlabel() == "batch size"
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert sorted(legend) == ["rule linear", "rule same LR"]
+    names = {os.path.basename(p) for p in plots.save_all(out)}
+    assert "accuracy_vs_batch_size.png" in names
+    assert "accuracy_vs_lr.png" not in names
+
+
+def test_fifteen_arms_never_share_a_colour(tmp_path):
+    """15 named arms (tags), each at two batch sizes: every figure that
+    draws them gives each arm its own colour."""
+    from synthetic import write_run
+
+    lrs = tuple(np.round(np.linspace(0.02, 0.3, 15), 4))
+    out = write_run(str(tmp_path / "run"), lrs=lrs, diverge=None,
+                    tag=("arm", lambda b, lr: f"arm {lrs.index(lr):02d}"))  # fmt: skip
+    from jaxbatch.plots import comparisons
+
+    figs = {
+        "loss": plots.loss_curves(out, 32),
+        "acc": plots.accuracy_curves(out),
+        "vs": plots.accuracy_vs(out, "batch_size"),
+        "curves": comparisons.metric_curves(out, "arm"),
+    }
+    for name, fig in figs.items():
+        colours = _curve_colours(fig)
+        # loss curves: train and validation per arm; the others one per
+        # (arm, panel or batch size): 15 colours in every case
+        assert len(set(colours)) == 15, name
+        fig.savefig(tmp_path / f"{name}.png", dpi=40)
+    names = {os.path.basename(p) for p in plots.save_all(out)}
+    assert "accuracy_vs_batch_size.png" in names
+    assert "accuracy_vs_lr.png" not in names  # the arm sets the LR
+
+
+def test_past_twenty_names_colours_stay_distinct():
+    from matplotlib.colors import to_hex
+
+    from jaxbatch.plots.style import Colors
+
+    for n in (3, 10, 15, 20, 33):
+        colors = Colors("arm", [f"arm {i}" for i in range(n)])
+        assert not colors.continuous
+        assert len({to_hex(colors(f"arm {i}")) for i in range(n)}) == n
 
 
 # --- the faceted figure builder ---------------------------------------------------

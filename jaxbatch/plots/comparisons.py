@@ -16,11 +16,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from jaxbatch.plots.style import arm_colors, load, train_images
+from jaxbatch.plots.style import MARKERS, arm_colors, line_style, load, train_images
 from jaxbatch.stats import column_stats, seed_stats
 
-_STYLES = ("-", "--", ":", "-.")
-_MARKERS = ("o", "s", "^", "D")
 _METRIC_LABELS = {
     "val_acc": "validation accuracy",
     "val_loss": "validation loss (cross-entropy)",
@@ -134,8 +132,8 @@ def plot_metric(ax, out: str, key: str, metric: str, x: str = "epochs", data=Non
             hw = column_stats(ys)[1]
             ax.fill_between(xs, mean - hw, mean + hw, color=colors[arm], alpha=0.18,
                             lw=0)  # fmt: skip
-        style = _STYLES[sizes.index(b) % 4] if b is not None else "-"
-        ax.plot(xs, mean, color=colors[arm], ls=style, lw=1.6, label=_label(arm, b))
+        style = line_style(sizes.index(b)) if b is not None else {}
+        ax.plot(xs, mean, color=colors[arm], lw=1.6, label=_label(arm, b), **style)
     ax.set_xlabel("epochs" if x == "epochs" else "parameter updates (steps)")
     ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
     ax.grid(alpha=0.3)
@@ -188,15 +186,15 @@ def lr_curves(out: str, key: str) -> Figure:
     cells, sizes = _cells(members, key)
     fig, ax = plt.subplots(figsize=(8.5, 4.5), layout="constrained")
     for arm, b, ids in cells:
-        style = _STYLES[sizes.index(b) % 4] if b is not None else "-"
+        style = line_style(sizes.index(b)) if b is not None else {}
         for j, m in enumerate(ids):
             rows = _member_rows(history, m)
             lr = history["lr"][rows]
             keep = np.isfinite(lr)
             ep = history["examples_seen"][rows] / n_train
-            ax.plot(ep[keep], lr[keep], color=colors[arm], ls=style,
+            ax.plot(ep[keep], lr[keep], color=colors[arm], markevery=0.1,
                     lw=1.6 if j == 0 else 0.9, alpha=1.0 if j == 0 else 0.6,
-                    label=_label(arm, b) if j == 0 else None)  # fmt: skip
+                    label=_label(arm, b) if j == 0 else None, **style)  # fmt: skip
             if keep.any() and not keep[-1]:
                 last = np.flatnonzero(keep)[-1]
                 ax.plot(ep[last], lr[last], "x", color=colors[arm], ms=7, mew=2)
@@ -222,7 +220,7 @@ def plot_final(ax, members: dict, key: str, metric: str, colors: dict):
         v = members[metric][[ids_of[int(m)] for m in ids]]
         mean, hw, n = seed_stats(v)
         jitter = rng.uniform(-0.06, 0.06, len(v))
-        marker = _MARKERS[sizes.index(b) % 4] if b is not None else "o"
+        marker = MARKERS[sizes.index(b) % len(MARKERS)] if b is not None else "o"
         ax.scatter(x + 0.18 + jitter, v, s=16, color=colors[arm], alpha=0.6,
                    marker=marker, lw=0)  # fmt: skip
         ax.errorbar(x, mean, yerr=0 if np.isnan(hw) else hw, fmt=marker, ms=7,
@@ -236,7 +234,7 @@ def plot_final(ax, members: dict, key: str, metric: str, colors: dict):
     ax.grid(alpha=0.3, axis="y")
     if sizes:
         handles = [
-            plt.Line2D([], [], marker=_MARKERS[i % 4], ls="", color="0.3",
+            plt.Line2D([], [], marker=MARKERS[i % len(MARKERS)], ls="", color="0.3",
                        label=f"batch {b:g}")
             for i, b in enumerate(sizes)
         ]  # fmt: skip
@@ -325,7 +323,8 @@ def schedules_panel(out: str, key: str) -> Figure:
         nominal = np.zeros(which.max() + 1)
         np.maximum.at(nominal, which, bs)
         bs = nominal[which]
-        kw = dict(color=colors[arm], ls=_STYLES[i % 4], lw=2.2 - 0.4 * (i % 3))
+        kw = dict(color=colors[arm], lw=2.2 - 0.4 * (i % 3), markevery=0.1)
+        kw.update(line_style(i))
         axes[0].plot(ep, lr, label=arm, **kw)
         axes[1].plot(ep, bs, **kw)
         axes[2].plot(ep, (lr / bs) / (lr[0] / bs[0]), **kw)

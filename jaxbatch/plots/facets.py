@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from jaxbatch import results, stats
 from jaxbatch.columns import RECIPE_COLUMNS
 from jaxbatch.plots.style import (
+    MARKERS,
     MIN_BAND,
     STYLE_CYCLE,
     Colors,
@@ -34,7 +35,6 @@ from jaxbatch.plots.style import (
 )
 
 CLOCKS = ("step", "epoch", "examples_seen")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def _names(value) -> list[str]:

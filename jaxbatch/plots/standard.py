@@ -128,7 +128,7 @@ def loss_curves(out: str, batch_size: int, model: str | None = None,
     panels = _panels(members, rows, colour_field, rest)
     colors = Colors(colour_field, members[colour_field][rows]) if colour_field else None
     fig, axes = panel_grid(len(panels), width=6.0 if len(panels) == 1 else 4.6)
-    band = not (colors and colors.continuous)  # many arms: the curves only
+    band = not (colors and (colors.continuous or len(colors.values) > 10))
     steps = max(len(rows_of[int(m)]) for m in members["member"][rows])
     window = smooth or max(1, steps // 60)
     healthy = []  # every panel's curves: the panels share the y axis
@@ -183,7 +183,7 @@ def accuracy_curves(out: str) -> Figure:
     panels = _panels(members, np.arange(len(members["member"])), colour_field, rest)
     colors = Colors(colour_field, members[colour_field]) if colour_field else None
     fig, axes = panel_grid(len(panels), width=6.0 if len(panels) == 1 else 4.6)
-    band = not (colors and colors.continuous)  # many arms: the curves only
+    band = not (colors and (colors.continuous or len(colors.values) > 10))
     shown = []
     for ax, (title, arm_list) in zip(axes, panels):
         drawn = []
@@ -229,27 +229,54 @@ _RESULT_LABELS = {
 }
 
 
+def line_fields(members, x: str, rows=None) -> list[str]:
+    """The fields whose values tell apart the lines of a figure against
+    ``x``: the varying fields but ``x``, less any that ``x`` and the others
+    determine (an LR set by a scaling rule from the batch size: one line per
+    rule, not per LR)."""
+    keep = [f for f in stats.varying_fields(members, rows) if f != x]
+    for f in reversed(list(keep)):
+        others = [g for g in keep if g != f]
+        cells = stats.arms(members, rows, fields=[x, *others])
+        if not any(stats._varies(members, f, r) for _, r in cells):
+            keep.remove(f)
+    return keep
+
+
+def _spans(members, x: str) -> bool:
+    """Whether some line of the figure against ``x`` has two or more x values."""
+    return any(
+        stats._varies(members, x, r)
+        for _, r in stats.arms(members, fields=line_fields(members, x))
+    )
+
+
 def accuracy_vs(out: str, field: str | None = None) -> Figure:
-    """Final accuracy against one hyperparameter (``field``, default the LR,
-    else the batch size): one line per value of the other varying fields,
-    the mean over seeds with 95% whiskers, every seed a faint dot; arms
-    whose every seed diverged are an x on the bottom edge."""
+    """Final accuracy against one hyperparameter (``field``, default the
+    batch size, else the LR): one line per value of the other varying fields
+    (:func:`line_fields`: per LR, or per scaling rule where the rule sets the
+    LR), the mean over seeds with 95% whiskers, every seed a faint dot; arms
+    whose every seed diverged are an x on the bottom edge. Lines never share
+    a colour: a legend up to six numeric values, a colorbar past them."""
     members, _ = load(out)
     numeric = _numeric_varying(members)
-    field = field or next((f for f in ("lr", "batch_size") if f in numeric),
+    field = field or next((f for f in ("batch_size", "lr") if f in numeric),
                           numeric[0] if numeric else None)  # fmt: skip
     if field is None:
         raise ValueError("accuracy_vs needs a numeric field that varies")
     col, ylabel = _result_column(members)
     gone = stats.diverged(members)
-    rest = [f for f in stats.varying_fields(members) if f != field]
+    rest = line_fields(members, field)
     lines = stats.arms(members, fields=rest)
-    line_field = rest[0] if len(rest) == 1 else None
-    colors = Colors(line_field, members[line_field]) if line_field else None
+    if len(rest) == 1:  # one field: its values (a colorbar past six numbers)
+        colors = Colors(rest[0], members[rest[0]])
+        colour_of = lambda values: colors(values[rest[0]])  # noqa: E731
+    else:  # several: one colour per line, never repeated
+        colors = Colors("line", [stats.label(v) for v, _ in lines])
+        colour_of = lambda values: colors(stats.label(values))  # noqa: E731
     fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
     xs_all = np.asarray(members[field], float)
     log = xs_all.min() > 0 and xs_all.max() / xs_all.min() >= 10
-    cycle = plt.get_cmap("tab10")
     handles, drawn = [], []
     uniq = sorted(set(xs_all))
     # Lines side by side at each x (a few % of the spacing), so whiskers and
@@ -257,7 +284,7 @@ def accuracy_vs(out: str, field: str | None = None) -> Figure:
     spacing = np.diff(np.log(uniq) if log else uniq).min() if len(uniq) > 1 else 1
     shift = 0.12 * spacing / max(1, len(lines))
     for j, (values, r) in enumerate(lines):
-        c = colors(values[line_field]) if colors else cycle(j % 10)
+        c = colour_of(values)
         pts = []
         dodge = (j - (len(lines) - 1) / 2) * shift if len(lines) <= 8 else 0.0
         for _, cell in stats.arms(members, r, fields=[field]):
@@ -278,7 +305,7 @@ def accuracy_vs(out: str, field: str | None = None) -> Figure:
             p = np.array(sorted(pts))
             ax.errorbar(p[:, 0], p[:, 1], yerr=np.nan_to_num(p[:, 2]), color=c,
                         marker="o", ms=4, capsize=3, lw=1.5)  # fmt: skip
-            if not (colors and colors.continuous):
+            if rest and not colors.continuous:
                 handles.append(plt.Line2D([], [], color=c, marker="o",
                                           label=stats.label(values)))  # fmt: skip
     if log:
@@ -294,10 +321,13 @@ def accuracy_vs(out: str, field: str | None = None) -> Figure:
     ax.set_title(f"{title} (mean of {n} seeds ± 95% t-interval; dots: seeds)",
                  fontsize=9)  # fmt: skip
     ax.grid(alpha=0.3, which="both")
-    if colors and colors.continuous:
+    if rest and colors.continuous:
         colors.colorbar(fig, ax)
+    elif len(handles) > MAX_LEGEND:  # many lines: the legend beside the axes
+        ax.legend(handles=handles, fontsize=7, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), frameon=False)  # fmt: skip
     elif handles:
-        ax.legend(handles=handles[: 2 * MAX_LEGEND], fontsize=8, loc="best")
+        ax.legend(handles=handles, fontsize=8, loc="best")
     return fig
 
 
@@ -381,18 +411,26 @@ def model_comparison(out: str, smooth: int = 20) -> Figure:
     gone = stats.diverged(members)
     n_train = train_images(out)
     arm_list = stats.arms(members)
-    colors = Colors("model", members["model"])
     others = [f for f in stats.varying_fields(members) if f != "model"]
-    styles = {stats._text(v): STYLE_CYCLE[i % len(STYLE_CYCLE)] for i, v in
-              enumerate(dict.fromkeys(tuple(values[f] for f in others)
-                                      for values, _ in arm_list))}  # fmt: skip
+    combos = list(dict.fromkeys(stats._text(tuple(values[f] for f in others))
+                                for values, _ in arm_list))  # fmt: skip
+    if len(combos) <= len(STYLE_CYCLE):  # colour: the model; dashes: the rest
+        colors = Colors("model", members["model"])
+        styles = {v: STYLE_CYCLE[i] for i, v in enumerate(combos)}
+    else:  # too many for dashes: one colour per arm, solid lines
+        colors = Colors("arm", [stats.label(values) for values, _ in arm_list])
+        styles = dict.fromkeys(combos, "-")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained")
     losses, accs = [], []
     for values, r in arm_list:
         ok = members["member"][r[~gone[r]]]
         if not len(ok):
             continue
-        c = colors(values.get("model", members["model"][r[0]]))
+        c = (
+            colors(values.get("model", members["model"][r[0]]))
+            if colors.field == "model"
+            else colors(stats.label(values))
+        )
         ls = styles[stats._text(tuple(values[f] for f in others))]
         x, ys = _series(history, rows_of, ok, "train_loss", "examples_seen", False)
         losses.append(draw_band(axes[0], x / n_train, smooth_rows(ys, smooth), c,
@@ -431,13 +469,26 @@ def model_comparison(out: str, smooth: int = 20) -> Figure:
     return fig
 
 
+def _accuracy_axes(members) -> list[str]:
+    """The numeric fields that get a figure of accuracy against them: the
+    batch size first, then the LR, then the rest, at most two, each only
+    where one of its lines spans two or more of its values."""
+    numeric = sorted(_numeric_varying(members),
+                     key=lambda f: (f != "batch_size", f != "lr"))  # fmt: skip
+    return [f for f in numeric if _spans(members, f)][:2]
+
+
 def save_all(out: str) -> list[str]:
     """Write the standard figures of a sweep into ``<out>/plots``; return paths.
 
-    The loss curves of each (model,) batch size; the validation accuracy
-    against epochs; when a numeric hyperparameter varies, the final accuracy
-    against it (``accuracy_vs_<field>.png``), and for a two-hyperparameter
-    grid its heatmap; the models side by side; the summary per arm.
+    Chosen from the fields that vary, whatever the experiment: always the
+    learning curves (the loss curves of each (model,) batch size, the
+    validation accuracy against epochs) and the summary per arm; when the
+    batch size varies, the final accuracy against it (one line per LR, or per
+    scaling rule: :func:`line_fields`), and when another numeric
+    hyperparameter varies, the accuracy against it
+    (``accuracy_vs_<field>.png``, :func:`_accuracy_axes`); for a
+    two-hyperparameter grid its heatmap; several models, side by side.
     """
     members, _ = load(out)
     names = list(dict.fromkeys(members["model"]))
@@ -452,9 +503,7 @@ def save_all(out: str) -> list[str]:
     if several:
         figures["model_comparison.png"] = model_comparison
     figures["val_accuracy.png"] = accuracy_curves
-    numeric = _numeric_varying(members)
-    if numeric:
-        field = next((f for f in ("lr", "batch_size") if f in numeric), numeric[0])
+    for field in _accuracy_axes(members):
         figures[f"accuracy_vs_{field}.png"] = lambda o, f=field: accuracy_vs(o, f)
     if grid_fields(members):
         figures["heatmap.png"] = heatmap

@@ -34,6 +34,29 @@ MIN_BAND = 3  # seeds a 95% band needs
 STYLE_CYCLE = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def distinct_colors(n: int) -> list:
+    """``n`` colours, none repeated: tab10 up to ten, tab20 up to twenty,
+    past that ``n`` evenly spaced samples of the turbo colormap."""
+    if n <= 10:
+        return [plt.get_cmap("tab10")(i) for i in range(n)]
+    if n <= 20:
+        return [plt.get_cmap("tab20")(i) for i in range(n)]
+    return [plt.get_cmap("turbo")(x) for x in np.linspace(0.03, 0.97, n)]
+
+
+def line_style(i: int) -> dict:
+    """The ``i``-th of the line styles that tell apart lines of one colour:
+    a dash pattern, and past six of them a marker too, so no two repeat."""
+    k = len(STYLE_CYCLE)
+    style = {"ls": STYLE_CYCLE[i % k]}
+    if i >= k:
+        style["marker"] = MARKERS[(i // k - 1) % len(MARKERS)]
+    return style
+
+
 def _is_number(value) -> bool:
     try:
         float(value)
@@ -48,7 +71,8 @@ class Colors:
     Up to :data:`MAX_LEGEND` values: distinct tab10 colours and a legend.
     More numeric values: a continuous colormap (log-scaled when the values
     span a factor of 10 or more) and a colorbar instead of a legend, so a
-    sweep of 20 learning rates draws one bar, not 40 legend entries.
+    sweep of 20 learning rates draws one bar, not 40 legend entries. More
+    names (arms, tags): :func:`distinct_colors`, never a colour twice.
     """
 
     def __init__(self, field: str, values):
@@ -65,8 +89,7 @@ class Colors:
             self.norm = (LogNorm if log else Normalize)(v.min(), v.max())
             self.cmap = plt.get_cmap("viridis")
         else:
-            cmap = plt.get_cmap("tab10" if len(uniq) <= 10 else "tab20")
-            self._of = {u: cmap(i % cmap.N) for i, u in enumerate(uniq)}
+            self._of = dict(zip(uniq, distinct_colors(len(uniq))))
 
     def __call__(self, value):
         key = stats._text(value)
