@@ -29,7 +29,8 @@ RESULT_COLUMNS = (
     "final_val_loss", "final_val_acc", "min_val_loss", "val_acc_at_best_loss",
     "max_val_acc", "best_val_step", "test_loss", "test_acc", "best_test_loss",
     "best_test_acc", "gap_loss", "gap_acc", "diverged", "stopped", "lr_scale",
-    "steps", "examples_seen", "wall_s", "compile_s", "strategy",
+    "steps", "examples_seen", "wall_s", "compile_s", "shares_training_of",
+    "strategy",
 )  # fmt: skip
 HISTORY_INDEX = ("member", "step", "epoch", "batch_size", "examples_seen")
 HISTORY_COLUMNS = (
@@ -67,5 +68,7 @@ def summary_columns(members: Mapping) -> list[str]:
     measured = measured_columns(members)
     fixed = {*IDENTITY_COLUMNS, *RECIPE_COLUMNS, *RESULT_COLUMNS, *measured}
     tags = [c for c in members if c not in fixed]
+    shared = [c for c in ("shares_training_of",) if c in members
+              and any(str(v) not in ("", "nan") for v in members[c])]  # fmt: skip
     return ["member", *tags, *(varying or ["batch_size", "lr"]), *SUMMARY_RESULTS,
-            *measured, "diverged", "wall_s"]  # fmt: skip
+            *measured, "diverged", "wall_s", *shared]  # fmt: skip

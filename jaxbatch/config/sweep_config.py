@@ -271,20 +271,38 @@ class SweepConfig:
         return n
 
     def resolved_members(self) -> list[recipes.Member]:
-        """Every member with its full recipe; refuses an empty list and twins."""
+        """Every member with its full recipe; refuses an empty list and twins.
+
+        A recipe listed again with other tags (a baseline two arms share: the
+        batch-16 start of "same LR" and of "linear scaling") is no twin: it
+        trains once and is a member of each arm (:meth:`shared_members`).
+        Listed again with the same tags, or differing only in a field its
+        optimizer or schedule ignores, it is refused."""
         mc = self.members
         raw = mc.members(self.model_list())
         members = [self.resolve(m, i) for i, m in enumerate(raw)]
         if not members:
             raise ValueError("the sweep has no members")
-        seen = {}
+        seen: dict = {}
         for i, m in enumerate(members):
-            key = recipes.comparable(m)
-            if key in seen:
-                j = seen[key]
-                raise ValueError(_twins(raw[j], raw[i], m, j, i))
-            seen[key] = i
+            for j in seen.setdefault(recipes.comparable(m), []):
+                ignored = [f for f in recipes.unused(m)
+                           if getattr(raw[j], f) != getattr(raw[i], f)]  # fmt: skip
+                if ignored or members[j].tags == m.tags:
+                    raise ValueError(_twins(raw[j], raw[i], m, j, i))
+            seen[recipes.comparable(m)].append(i)
         return members
+
+    def shared_members(self) -> dict[int, int]:
+        """``{member: the member it trains with}`` for every member whose
+        recipe an earlier member (other tags) already trains."""
+        first: dict = {}
+        out = {}
+        for i, m in enumerate(self.resolved_members()):
+            j = first.setdefault(recipes.comparable(m), i)
+            if j != i:
+                out[i] = j
+        return out
 
     # --- serialization -----------------------------------------------------------
 

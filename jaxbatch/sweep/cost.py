@@ -162,6 +162,7 @@ def sweep_cost(plans: Sequence, train: Mapping) -> dict:
             "flops_per_member_step": c["flops"],
             "bytes_per_member_step": c["bytes"],
             "members": len(g.members),
+            "shared": sum(len(m["listings"]) for m in g.members),
             "steps": g.total_steps,
             "flops": c["flops"] * len(g.members) * steps,
         })  # fmt: skip
@@ -184,7 +185,9 @@ def cost_line(c: Mapping) -> str:
         f"cost: {flops_text(c['flops'])} in all (XLA cost analysis, "
         + "; ".join(
             f"group {g['group'] + 1}: {flops_text(g['flops_per_member_step'])}"
-            f"/step x {g['members']} members x {g['steps']} steps"
+            f"/step x {g['members']} members"
+            + (f" (+{g['shared']} sharing their training)" if g.get("shared") else "")
+            + f" x {g['steps']} steps"
             for g in c["groups"]
         )
         + f"); at {c['assumed_utilisation']:.0%} of peak: {est}"

@@ -36,11 +36,20 @@ class GroupPlan:
 
     index: int
     spec: TrainSpec  # the first epoch's; other phases replace batch_size
-    members: list[dict]  # {"member": index, "recipe": resolved recipes.Member}
+    # {"member": index, "recipe": resolved recipes.Member, "listings": [{"member",
+    # "recipe"}, ...]}: the members of the same recipe (other tags) it trains for
+    members: list[dict]
     hp: dict
     batch_sizes: tuple[int, ...]  # [epochs]
     epoch_steps: np.ndarray  # [epochs] steps of each epoch
     eval_steps: np.ndarray  # [E] steps after which an evaluation runs
+
+    def listed(self) -> list[tuple[int, dict]]:
+        """``[(position on the member axis, {"member", "recipe"})]``: every
+        member the group trains for, those sharing a trained one's training
+        after it (at its position)."""
+        return [(i, listing) for i, entry in enumerate(self.members)
+                for listing in (entry, *entry["listings"])]  # fmt: skip
 
     @property
     def total_steps(self) -> int:
@@ -125,20 +134,26 @@ def plan_groups(config: SweepConfig, ds: data.Dataset) -> list[GroupPlan]:
     cannot fill and for LR multipliers that match no parameter.
     """
     members = config.resolved_members()
+    first, listings = {}, {}  # a recipe listed again (other tags) trains once
     keys = {}
     for i, m in enumerate(members):
+        j = first.setdefault(recipes.comparable(m), i)
+        if j != i:
+            listings.setdefault(j, []).append({"member": i, "recipe": m})
+            continue
         family = "adam" if m.optimizer in ("adam", "adamw") else m.optimizer
         key = (m.model, family, recipes.batch_sizes(m, config.epochs))
         keys.setdefault(key, []).append(i)
     any_plateau = any(m.plateau_factor < 1 for m in members)
     return [
         _plan_group(g, model, family, sizes, [members[i] for i in indices],
-                    indices, config, ds, any_plateau)
+                    indices, config, ds, any_plateau, listings)
         for g, ((model, family, sizes), indices) in enumerate(keys.items())
     ]  # fmt: skip
 
 
-def _plan_group(g, model, family, sizes, members, indices, config, ds, any_plateau):
+def _plan_group(g, model, family, sizes, members, indices, config, ds, any_plateau,
+                listings):  # fmt: skip
     n_train = len(ds.x_train)
     for bs in sizes:
         if bs > n_train:
@@ -190,7 +205,10 @@ def _plan_group(g, model, family, sizes, members, indices, config, ds, any_plate
     plan = GroupPlan(
         index=g,
         spec=dataclasses.replace(spec, **rules),
-        members=[{"member": i, "recipe": m} for i, m in zip(indices, members)],
+        members=[
+            {"member": i, "recipe": m, "listings": listings.get(i, [])}
+            for i, m in zip(indices, members)
+        ],  # fmt: skip
         hp=stack_hparams(
             [member_hparams(m, n_train, config.epochs, patterns) for m in members]
         ),

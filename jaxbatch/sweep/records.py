@@ -36,7 +36,7 @@ class SaveWeights(Hook):
         weights = g.weights
         if not g.sweep.writer:
             return
-        for i, entry in enumerate(g.plan.members):
+        for i, entry in g.plan.listed():  # a shared training: under every id
             mine = jax.tree.map(lambda a, i=i: a[i], weights)
             results.save_params(g.sweep.out, entry["member"], mine)
 

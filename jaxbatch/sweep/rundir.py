@@ -205,7 +205,9 @@ def describe(config: SweepConfig, ds, plans) -> dict:
              "model_kwargs": dict(g.spec.model_kwargs),
              "steps_per_epoch": [int(s) for s in g.epoch_steps],
              "total_steps": g.total_steps,
-             "members": [m["member"] for m in g.members]}
+             "members": [m["member"] for m in g.members],
+             "shared": {str(s["member"]): m["member"] for m in g.members
+                        for s in m["listings"]}}
             for g in plans
         ],
     }  # fmt: skip

@@ -148,7 +148,7 @@ def plan_sweep(
         enable_compilation_cache()
     ds = dataset or load_data(config)
     plans = plan_groups(config, ds)  # validates batch sizes against the data
-    tags = {k for plan in plans for m in plan.members for k, _ in m["recipe"].tags}
+    tags = {k for plan in plans for _, m in plan.listed() for k, _ in m["recipe"].tags}
     check_names(hooks, plans, tags)
     sweep = SweepRun(
         config=config, out=out, dataset=ds, plans=plans, device=None,

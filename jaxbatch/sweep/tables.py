@@ -30,7 +30,10 @@ def _batch_schedule(m: recipes.Member) -> str:
 
 def member_rows(g: GroupRun, hooks: Sequence[Hook]) -> list[dict]:
     """One ``members.csv`` row per member of a finished group: who it is, its
-    recipe, what the training step measured, and every hook's results.
+    recipe, what the training step measured, and every hook's results. A
+    member listed again with other tags (it shares the training of an
+    earlier one) gets the trained one's row with its own id and tags, and
+    ``shares_training_of`` naming that member.
 
     ``final_train_*`` are means over the member's last epoch of batches (what
     the training curve shows; a stopped member's last epoch is where it
@@ -39,45 +42,55 @@ def member_rows(g: GroupRun, hooks: Sequence[Hook]) -> list[dict]:
     seen = np.cumsum(g.plan.step_batch_sizes())
     rows = []
     for i, entry in enumerate(g.plan.members):
-        m = entry["recipe"]
-        trained = np.flatnonzero(np.isfinite(g.history["train_loss"][i]))
-        last = g.last_epoch(i)
-
-        def mean(key, last=last, i=i):
-            return float(np.mean(g.history[key][i, last])) if len(last) else NAN
-
-        row = {
-            "member": entry["member"],
-            "group": g.plan.index,
-            "model": m.model,
-            **dict(m.tags),
-            **{k: getattr(m, k) for k in cols.RECIPE_COLUMNS if hasattr(m, k)},
-            "batch_schedule": _batch_schedule(m),
-            "milestones": " ".join(f"{v:g}" for v in m.milestones or ()),
-            "lr_multipliers": " ".join(f"{p}={v:g}" for p, v in m.lr_multipliers or ()),
-            **dict.fromkeys(recipes.unused(m), ""),  # what its training ignores
-            "final_train_loss": mean("train_loss"),
-            "final_train_acc": mean("train_acc"),
-            "diverged": bool(g.final["diverged"][i]),
-            "stopped": bool(g.final["stopped"][i]),
-            "lr_scale": float(g.final["lr_scale"][i]),
-            "steps": int(trained[-1]) + 1 if len(trained) else 0,
-            "examples_seen": int(seen[trained[-1]]) if len(trained) else 0,
-            "wall_s": float(g.history["wall_s"]),
-            "compile_s": float(g.compile_s),
-            "strategy": g.strategy,
-        }
-        for h in hooks:
-            row.update(h.results(g, i))
-        rows.append(row)
+        row = _member_row(g, hooks, i, entry["recipe"], seen)
+        rows.append({"member": entry["member"], **row})
+        for listing in entry["listings"]:  # the same training, its own tags
+            m = listing["recipe"]
+            rows.append({**{k: v for k, v in row.items()
+                            if k not in dict(entry["recipe"].tags)},
+                         "member": listing["member"], **dict(m.tags),
+                         "shares_training_of": entry["member"]})  # fmt: skip
     return rows
+
+
+def _member_row(g: GroupRun, hooks, i: int, m: recipes.Member, seen) -> dict:
+    """The row of the member at position ``i`` of the group, but its id."""
+    trained = np.flatnonzero(np.isfinite(g.history["train_loss"][i]))
+    last = g.last_epoch(i)
+
+    def mean(key, last=last, i=i):
+        return float(np.mean(g.history[key][i, last])) if len(last) else NAN
+
+    row = {
+        "group": g.plan.index,
+        "model": m.model,
+        **dict(m.tags),
+        **{k: getattr(m, k) for k in cols.RECIPE_COLUMNS if hasattr(m, k)},
+        "batch_schedule": _batch_schedule(m),
+        "milestones": " ".join(f"{v:g}" for v in m.milestones or ()),
+        "lr_multipliers": " ".join(f"{p}={v:g}" for p, v in m.lr_multipliers or ()),
+        **dict.fromkeys(recipes.unused(m), ""),  # what its training ignores
+        "final_train_loss": mean("train_loss"),
+        "final_train_acc": mean("train_acc"),
+        "diverged": bool(g.final["diverged"][i]),
+        "stopped": bool(g.final["stopped"][i]),
+        "lr_scale": float(g.final["lr_scale"][i]),
+        "steps": int(trained[-1]) + 1 if len(trained) else 0,
+        "examples_seen": int(seen[trained[-1]]) if len(trained) else 0,
+        "wall_s": float(g.history["wall_s"]),
+        "compile_s": float(g.compile_s),
+        "strategy": g.strategy,
+    }
+    for h in hooks:
+        row.update(h.results(g, i))
+    return row
 
 
 def member_columns(plans: Sequence[GroupPlan], hooks: Sequence[Hook]) -> tuple:
     """``members.csv``'s columns: identity, the members' tags, recipe, the
     standard results, then the hooks' other columns."""
     tags = dict.fromkeys(
-        k for plan in plans for m in plan.members for k, _ in m["recipe"].tags
+        k for plan in plans for _, m in plan.listed() for k, _ in m["recipe"].tags
     )
     extra = dict.fromkeys(
         c for plan in plans for h in hooks for c in h.columns(plan).members
@@ -110,7 +123,7 @@ def history_rows(g: GroupRun, hooks: Sequence[Hook]) -> Iterator[dict]:
     sizes = plan.step_batch_sizes()
     seen = np.cumsum(sizes)
     epoch_of = np.repeat(np.arange(1, len(plan.epoch_steps) + 1), plan.epoch_steps)
-    for i, m in enumerate(plan.members):
+    for i, m in plan.listed():
         for t in range(plan.total_steps):
             step = t + 1
             e = eval_at.get(step)
