@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from jaxbatch import cli, data, interrupts
+from jaxbatch.config.schema import EPOCH_FORMS
 from jaxbatch.config.sweep_config import SweepConfig
 from jaxbatch.sweep.runner import run
 
@@ -149,6 +150,13 @@ def stage_config_for(experiment, presets, args, reads, planning=False):
         if "recipes" in fixed:  # a stage's own members, crossed like a preset's
             preset["recipes"] = fixed.pop("recipes")
         config, read = cli.build_config(args, experiment, {args.preset: preset})
+        # A setting the stage fixes in one unit fixes its other unit too (a
+        # patience in evaluations: the flag of the patience in epochs is
+        # refused as the stage's, not met with "give one of them").
+        for pair in EPOCH_FORMS:
+            for f, other in (pair, pair[::-1]):
+                if f in fixed and other not in fixed:
+                    fixed[other] = None
         names = tuple(fixed)
         if planning:  # an earlier stage's weights do not exist yet
             fixed.pop("init_from", None)

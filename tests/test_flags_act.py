@@ -97,6 +97,17 @@ def test_a_flag_outside_the_experiment_is_one_line_and_exit_2(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "x" / "config.json")
 
 
+@pytest.mark.parametrize(
+    "flag", ["--early-stop-patience", "--early-stop-patience-epochs"]
+)
+def test_a_patience_the_stages_set_is_refused_in_either_unit(flag):
+    """early_stopping sets each arm's patience in evaluations; the flag of
+    either unit is refused as the arms', not met with "give one of them"."""
+    es = _experiment("early_stopping")
+    with pytest.raises(ValueError, match=f"^{flag} changes nothing .*sets its own"):
+        es.plan([flag, "2"])
+
+
 def test_explicit_members_are_crossed_with_the_lists_given_beside_them():
     m = recipes.Member
     config = SweepConfig(
