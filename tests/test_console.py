@@ -61,3 +61,44 @@ def test_resume_of_a_finished_run_changes_nothing_and_errors_are_one_line(tmp_pa
     for args in (["resume", str(tmp_path / "none")], ["run", "lr_scalng"], ["swep"]):
         err = _run(*args, code=2).stderr.strip()
         assert len(err.splitlines()) == 1 and "error" in err, err
+
+
+def test_resume_of_a_killed_run_equals_the_uninterrupted_run(tmp_path):
+    """SIGKILL once the first epoch's checkpoint is on disk, then ``jaxbatch
+    resume DIR`` (the flags read from the run directory): the same numbers
+    as the run that was never stopped."""
+    import signal
+    import time
+
+    from jaxbatch import checkpoint
+
+    flags = ["--model", "mlp", "--model-kwargs", "hidden=(8,)", "--train-size", "512",
+             "--val-size", "128", "--epochs", "30", "--batch-sizes", "16",
+             "--lrs", "0.05", "--seeds", "0,1", "--no-progress",
+             "--no-plots"]  # fmt: skip
+    full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
+    _run("sweep", *flags, "--out", full)
+    proc = subprocess.Popen(
+        [SCRIPT, "sweep", *flags, "--out", killed],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not checkpoint.list_epochs(checkpoint.group_dir(killed, 0)):
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint was written"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before the kill"
+    assert not os.path.exists(os.path.join(killed, "history.csv"))
+    _run("resume", killed)
+    keep = ("member", "lr", "seed", "steps", "test_acc", "final_val_loss",
+            "final_train_loss", "best_val_step")  # fmt: skip
+    for name in ("members.csv", "history.csv"):
+        a, b = _rows(os.path.join(full, name)), _rows(os.path.join(killed, name))
+        cols = keep if name == "members.csv" else list(a[0])
+        assert [{k: r[k] for k in cols} for r in b] == [
+            {k: r[k] for k in cols} for r in a
+        ], name
