@@ -26,7 +26,7 @@ import jax
 from jaxbatch import interrupts, results, stats
 from jaxbatch.columns import summary_columns
 from jaxbatch.config import acts
-from jaxbatch.config.schema import EPOCH_FORMS
+from jaxbatch.config.schema import EPOCH_FORMS, parse_options
 from jaxbatch.config.sweep_config import _ALIASES, SECTIONS, SweepConfig
 from jaxbatch.interrupts import Terminated
 from jaxbatch.sweep.rundir import default_out
@@ -123,6 +123,14 @@ def _multipliers(text: str, flag: str = "") -> tuple[tuple[str, float], ...]:
                 f"give comma-separated pairs, {_eg(flag, 'Conv_0=0.1,bias=2')}"
             )
     return tuple(pairs)
+
+
+def _options(text: str, flag: str = "") -> tuple[tuple[str, object], ...]:
+    """``'eta=3,first=1,metric=val_loss'`` as pairs (:func:`parse_options`)."""
+    try:
+        return parse_options(text, _eg(flag, "eta=3,first=1,metric=val_loss")[5:])
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _meant(item: str, flag: str) -> str:
@@ -228,6 +236,7 @@ _SECTION_TITLES = {
     "optim": "optimizer",
     "control": "per-member control rules",
     "evaluation": "training length and evaluation",
+    "population": "population control (successive halving, compaction)",
     "execution": "execution",
 }
 
@@ -251,6 +260,8 @@ def config_flags() -> dict[str, tuple[str, str, dict]]:
                 kw.update(type=_for_flag(_kwarg, flag), nargs="+", metavar="KEY=VALUE")
             elif meta.get("parse") == "multipliers":
                 kw.update(type=_for_flag(_multipliers, flag), metavar="REGEX=MULT,...")
+            elif meta.get("parse") == "options":
+                kw.update(type=_for_flag(_options, flag), metavar="KEY=VALUE,...")
             elif kind == "bool":
                 kw.update(action=argparse.BooleanOptionalAction)
             else:

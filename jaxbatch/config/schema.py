@@ -356,6 +356,99 @@ class ControlConfig:
         return {"plateau": plateau, "early_stopping": early}
 
 
+def parse_options(text: str, example: str) -> tuple[tuple[str, Any], ...]:
+    """``'eta=3,first=1,metric=val_loss'`` -> ``(("eta", 3), ("first", 1),
+    ("metric", "val_loss"))``: numbers as numbers, words as text. A piece
+    that is not KEY=VALUE is a ``ValueError`` naming it and ``example``."""
+    import ast
+
+    pairs = []
+    for item in (v.strip() for v in text.split(",") if v.strip()):
+        key, sep, value = (p.strip() for p in item.partition("="))
+        if not sep or not key.isidentifier() or not value:
+            raise ValueError(
+                f"{item!r} is not KEY=VALUE; give comma-separated pairs, e.g. {example}"
+            )
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = value
+        pairs.append((key, parsed))
+    return tuple(pairs)
+
+
+COMPACTIONS = ("pow2", "exact", "off")
+SH_KEYS = {"eta": "eta=3", "first": "first=1", "metric": "metric=val_loss"}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PopulationConfig:
+    successive_halving: tuple = field(
+        (),
+        "successive halving, e.g. eta=3,first=1,metric=val_loss: after FIRST "
+        "epochs and every factor ETA more (1, 3, 9, ...), the best 1/ETA of a "
+        "group's members still training by the metric (val_loss: lowest, "
+        "val_acc: highest, at that epoch's end) continue, the rest stop there",
+        parse="options",
+    )
+    compaction: str = field(
+        "pow2",
+        "once members stop for good (successive halving, early stopping, the "
+        "plateau rule's stop, divergence) the group trains the others only: "
+        "pow2 pads their count to a power of two (few programs to compile), "
+        "exact compiles one per count, off keeps every member (frozen)",
+    )
+
+    def validate(self):
+        must_be_one_of("compaction", self.compaction, COMPACTIONS)
+        sh = dict(self.successive_halving)
+        for key in sh:
+            if key not in SH_KEYS:
+                raise ValueError(
+                    f"successive_halving has no setting {key!r}; give "
+                    + ",".join(SH_KEYS.values())
+                )
+        if sh:
+            eta = sh.get("eta", 3)
+            if not (isinstance(eta, int | float) and math.isfinite(eta) and eta > 1):
+                raise ValueError(
+                    f"successive_halving eta must be a number above 1 (the "
+                    f"share kept at a rung is 1/eta), got eta={eta!r}; e.g. eta=3"
+                )
+            first = sh.get("first", 1)
+            if not (isinstance(first, int) and first >= 1):
+                raise ValueError(
+                    "successive_halving first must be a whole number of epochs "
+                    f"(rungs fall at epoch ends), got first={first!r}; e.g. first=1"
+                )
+            must_be_one_of(
+                "successive_halving metric", sh.get("metric", "val_loss"),
+                ("val_loss", "val_acc"),
+            )  # fmt: skip
+
+    @property
+    def halving(self) -> dict | None:
+        """``{"eta", "first", "metric"}`` of successive halving, None when off."""
+        if not self.successive_halving:
+            return None
+        sh = dict(self.successive_halving)
+        return {"eta": float(sh.get("eta", 3)), "first": int(sh.get("first", 1)),
+                "metric": sh.get("metric", "val_loss")}  # fmt: skip
+
+    def rungs(self, epochs: int) -> tuple[int, ...]:
+        """The epochs after which successive halving ranks the members:
+        ``first x eta^k`` (rounded) below ``epochs``."""
+        h = self.halving
+        if h is None:
+            return ()
+        out, r = [], float(h["first"])
+        while round(r) < epochs:
+            if not out or round(r) > out[-1]:
+                out.append(round(r))
+            r *= h["eta"]
+        return tuple(out)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EvalConfig:
     epochs: int = field(10, "training epochs")

@@ -29,8 +29,10 @@ from jaxbatch.config.schema import (
     ExecConfig,
     ModelConfig,
     OptimConfig,
+    PopulationConfig,
     RecipeConfig,
     must_be_one_of,
+    parse_options,
 )  # fmt: skip
 
 SECTIONS: dict[str, type] = {
@@ -40,6 +42,7 @@ SECTIONS: dict[str, type] = {
     "recipe": RecipeConfig,
     "optim": OptimConfig,
     "control": ControlConfig,
+    "population": PopulationConfig,
     "evaluation": EvalConfig,
     "execution": ExecConfig,
 }
@@ -75,6 +78,11 @@ def _normalize(name: str, value):
         return tuple(v.strip() for v in value.split(",") if v.strip())
     if name in ("lr_multipliers", "model_kwargs") and isinstance(value, Mapping):
         return tuple(value.items())
+    if name == "successive_halving":
+        if isinstance(value, str):
+            return parse_options(value, "eta=3,first=1,metric=val_loss")
+        if isinstance(value, Mapping):
+            return tuple(value.items())
     if name == "recipes":
         return tuple(
             v if isinstance(v, recipes.Member) else recipes.Member.from_dict(v)
@@ -196,6 +204,13 @@ class SweepConfig:
         and drawn when the sweep plans its groups)."""
         for section in SECTIONS:
             object.__getattribute__(self, section).validate()
+        h = self.population.halving
+        if h is not None and h["first"] >= self.epochs:
+            raise ValueError(
+                f"successive_halving first={h['first']} is not before the last "
+                f"epoch ({self.epochs} epochs): no member would be dropped; give "
+                f"first below {self.epochs}, or more --epochs"
+            )
         if self.members.drawn():
             n = self._check_random_search()
         else:

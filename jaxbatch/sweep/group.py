@@ -23,9 +23,16 @@ from tqdm.auto import tqdm
 
 from jaxbatch import checkpoint, interrupts, results
 from jaxbatch.engine.auto import auto_strategy
-from jaxbatch.engine.group import concat_metrics, fetch, group_fns, run_steps
+from jaxbatch.engine.group import (
+    concat_metrics,
+    eval_members,
+    fetch,
+    group_fns,
+    run_steps,
+)  # fmt: skip
 from jaxbatch.engine.hparams import pad_members
 from jaxbatch.engine.member_axis import member_multiple
+from jaxbatch.sweep import population
 from jaxbatch.sweep.hooks import Hook, record
 from jaxbatch.sweep.plan import GroupPlan, member_recipes
 from jaxbatch.sweep.state import GroupRun, SweepRun
@@ -40,8 +47,14 @@ def train_group(plan: GroupPlan, sweep: SweepRun, hooks: Sequence[Hook]) -> Grou
         for h in hooks:
             h.start(g)
     g.t_start = time.perf_counter() - float(g.history["wall_s"])
+    g.slots_seen.add(len(g.hp["lr"]))
     for epoch in range(g.epochs_done, sweep.config.epochs):
+        g.epoch = epoch
+        if not population.compact(g, compile_slots):  # every member has stopped
+            break
+        g.history["slots"][epoch] = len(g.hp["lr"])
         train_epoch(g, epoch, hooks)
+        population.expand(g)  # the epoch's end sees every member
         g.history["wall_s"] = np.asarray(time.perf_counter() - g.t_start)
         for h in hooks:
             h.after_epoch(g, epoch)
@@ -83,6 +96,7 @@ def new_history(plan: GroupPlan, n: int, hooks: Sequence[Hook]) -> dict:
     steps, evals = plan.total_steps, len(plan.eval_steps)
     out = {name: nan(n, steps) for name in ("train_loss", "train_acc", "lr")}
     out["wall_s"] = np.zeros((), np.float64)
+    out["slots"] = nan(len(plan.epoch_steps))  # slots trained in each epoch
     for h in hooks:
         c = h.columns(plan)
         out.update({name: nan(n, steps) for name in c.steps})
@@ -165,6 +179,17 @@ def compile_training(g: GroupRun) -> None:
             g.first_call(fns.train, copy(), g.hp, train)
 
 
+def compile_slots(g: GroupRun) -> None:
+    """The first calls of the programs of a new slot count (after compaction):
+    training, evaluation and the control rules, counted as compile time."""
+    compile_training(g)
+    copy = jax.tree.map(jnp.copy, g.state)
+    g.first_call(eval_members, g.fns, g.spec, copy, g.sweep.device.evals["val"])
+    if g.spec.plateau is not None or g.spec.early_stopping is not None:
+        zeros = jnp.zeros(len(g.hp["lr"]), jnp.float32)
+        g.first_call(g.fns.control, copy, g.hp, zeros)
+
+
 def train_epoch(g: GroupRun, epoch: int, hooks: Sequence[Hook]) -> None:
     """One epoch: a new example order, then the steps up to each stop (an
     evaluation, a hook's step, the epoch's end) and the hooks due there."""
@@ -211,7 +236,7 @@ def run_to(g: GroupRun, stop: int) -> dict:
     metrics = fetch(metrics)
     for key in ("loss", "acc", "lr"):
         name = f"train_{key}" if key in ("loss", "acc") else key
-        g.history[name][:, g.step : stop] = metrics[key]
+        g.write(name, slice(g.step, stop), metrics[key])
     g.step = stop
     return metrics
 
@@ -225,7 +250,7 @@ def finish(g: GroupRun, hooks: Sequence[Hook]) -> None:
     for h in hooks:
         record(g, h.at_end(g))
     n = g.n_real
-    g.history = {k: (v[:n] if np.ndim(v) else v) for k, v in g.history.items()}
+    g.history = {k: (v[:n] if np.ndim(v) > 1 else v) for k, v in g.history.items()}
     g.final = {k: (v[:n] if np.ndim(v) else v) for k, v in g.final.items()}
 
 

@@ -139,8 +139,8 @@ def record(g: GroupRun, values: Mapping | None, *, step: int | None = None,
     (1-based) or an evaluation, or (neither) into the final values."""
     for name, v in (values or {}).items():
         if step is not None:
-            g.history[name][:, step - 1] = v
+            g.write(name, step - 1, v)
         elif e is not None:
-            g.history[name][:, e] = v
+            g.write(name, e, v)
         else:
             g.final[name] = np.asarray(v)

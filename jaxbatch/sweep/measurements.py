@@ -137,7 +137,7 @@ class StepProbes(Hook):
     def after_steps(self, g: GroupRun, start: int, stop: int, metrics) -> None:
         if "probes" in metrics:  # [members, steps, probes], names sorted
             for j, name in enumerate(self.columns(g.plan).steps):
-                g.history[name][:, start:stop] = metrics["probes"][..., j]
+                g.write(name, slice(start, stop), metrics["probes"][..., j])
 
     def results(self, g: GroupRun, i: int) -> dict:
         if not self.columns(g.plan).members:

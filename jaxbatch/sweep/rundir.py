@@ -10,8 +10,10 @@ class names, and the groups; one host writes, all train.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
+import functools
 import json
 import os
 import platform
@@ -164,6 +166,10 @@ def _config_diff(saved: Mapping, current: Mapping) -> list[str]:
         k: v for k, v in WAS_DEFAULT.items()
         if current.get(k) is None and saved.get(k) == v
     }}  # fmt: skip
+    # A setting added since the run was made is equal where it is at its default.
+    defaults = _defaults()
+    saved = {**{k: defaults[k] for k in current
+                if k not in saved and k in defaults}, **saved}  # fmt: skip
     keys = sorted((set(saved) | set(current)) - set(NO_RESULT))
     norm = lambda v: json.loads(json.dumps(v))  # noqa: E731 tuples vs lists
     return [
@@ -171,6 +177,16 @@ def _config_diff(saved: Mapping, current: Mapping) -> list[str]:
         for k in keys
         if norm(saved.get(k)) != norm(current.get(k))
     ]
+
+
+@functools.cache
+def _defaults() -> dict:
+    """Every setting's default, as ``section.field`` keys."""
+    return _flat(
+        {section: {f.name: f.default for f in dataclasses.fields(cls)
+                   if f.default is not dataclasses.MISSING}
+         for section, cls in SECTIONS.items()}
+    )  # fmt: skip
 
 
 def _flat(d: Mapping) -> dict:

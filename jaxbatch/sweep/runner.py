@@ -24,7 +24,7 @@ from jaxbatch.engine.caches import enable_compilation_cache
 from jaxbatch.engine.spec import check_placement
 from jaxbatch.engine.step import base_fit, member_shapes
 from jaxbatch.plots.standard import save_all
-from jaxbatch.sweep import cost, rundir, tables
+from jaxbatch.sweep import cost, population, rundir, tables
 from jaxbatch.sweep.control import Control
 from jaxbatch.sweep.group import new_history, train_group
 from jaxbatch.sweep.hooks import Hook, check_names
@@ -38,6 +38,7 @@ from jaxbatch.sweep.measurements import (
     WeightStats,
 )  # fmt: skip
 from jaxbatch.sweep.plan import plan_groups
+from jaxbatch.sweep.population import SuccessiveHalving
 from jaxbatch.sweep.records import (
     Checkpoint,
     Progress,
@@ -107,6 +108,11 @@ def sweep_hooks(
     if "noise_scale" in names:
         measure.append(NoiseScale(config.probe_size, config.noise_every))
     measure.append(Control())
+    halving = config.population.halving
+    if halving is not None:  # after the control rules, before the checkpoint
+        measure.append(
+            SuccessiveHalving(**halving, rungs=config.population.rungs(config.epochs))
+        )
     if "sharpness" in names:
         measure.append(Sharpness(config.probe_size, tuple(config.sharpness_eps)))
     if "weights" in names:
@@ -246,7 +252,8 @@ def _checkpoint_bytes(plans, shapes, hooks) -> int:
     return total
 
 
-_STANDARD = (Evaluation, StepProbes, NoiseScale, Control, Sharpness, WeightStats,
+_STANDARD = (Evaluation, StepProbes, NoiseScale, Control, SuccessiveHalving, Sharpness,
+             WeightStats,
              Checkpoint, Throughput, TensorBoard, Progress, SaveWeights,
              Interpolation)  # fmt: skip
 
@@ -274,6 +281,9 @@ def train_groups(sweep: SweepRun, hooks: Sequence[Hook]) -> list[GroupRun]:
     groups, rows = [], []
     for plan in sweep.plans:
         g = train_group(plan, sweep, hooks)
+        c = sweep.meta["cost"]
+        c["groups"][plan.index].update(population.compute(g))
+        c["compute"] = population.compute_total(c["groups"])
         rows += tables.member_rows(g, hooks)
         g.release()  # the device state: the tables need the history only
         groups.append(g)

@@ -72,7 +72,24 @@ class GroupRun:
     compile_s: float = 0.0
     t_start: float = 0.0  # perf_counter when training started, less wall_s so far
     epoch_started: float = 0.0  # perf_counter at the start of this epoch
-    last_eval: dict = dataclasses.field(default_factory=dict)  # raw, [members]
+    last_eval: dict = dataclasses.field(default_factory=dict)  # raw, [slots]
+    # Compaction (jaxbatch.sweep.population): while members that stopped for
+    # good are left out, ``state`` and ``hp`` hold the others' slots, ``active``
+    # the member (history row) of each real slot (padding slots after them),
+    # and ``full_state`` / ``full_hp`` every member; None: every member trains.
+    active: np.ndarray | None = None
+    full_state: Any = None
+    full_hp: dict | None = None
+    slots_seen: set = dataclasses.field(default_factory=set)  # counts compiled
+
+    def write(self, name: str, index, values) -> None:
+        """Put ``values[slots, ...]`` into ``history[name][members, index]``:
+        each real slot's into its member's row (every row when not compacted)."""
+        v = np.asarray(values)
+        if self.active is None:
+            self.history[name][:, index] = v
+        else:
+            self.history[name][self.active, index] = v[: len(self.active)]
 
     @property
     def config(self) -> SweepConfig:
