@@ -159,3 +159,50 @@ def test_the_flag_reads_into_the_config():
     cfg = SweepConfig(model="mlp", recipes=members, epochs=5,
                       successive_halving=args.successive_halving)  # fmt: skip
     assert cfg.population.halving == {"eta": 3.0, "first": 2, "metric": "val_acc"}
+
+
+DEVICES = """
+import json, sys
+import jax
+from jaxbatch import data, results, sweep
+assert jax.device_count() == 8, jax.devices()
+ds = data.load("synthetic", train_size=256, val_size=64, seed=0)
+cfg = sweep.SweepConfig(
+    experiment="t", model="mlp", model_kwargs=(("hidden", (16,)),),
+    batch_sizes=(32,), lrs=tuple(0.01 * 1.3 ** i for i in range(10)), epochs=3,
+    eval_every_epochs=0.5, strategy="vmap", compile_cache=False,
+    successive_halving="eta=2,first=1")
+out = {}
+runs = (("1", 1, "vmap"), ("4", 4, "vmap"), ("loop2", 2, "loop"))
+for name, devices, strategy in runs:
+    path = f"{sys.argv[1]}/d{name}"
+    sweep.run(cfg.replace(devices=devices, strategy=strategy), path, progress=False,
+              plots=False, dataset=ds)
+    m = results.read_members(path)
+    c = results.read_json(path + "/config.json")["cost"]["groups"][0]
+    out[name] = {"val": m["final_val_loss"].tolist(), "steps": m["steps"].tolist(),
+                 "slots": c["slots"]}
+print(json.dumps(out))
+"""
+
+
+def test_compaction_over_devices_keeps_the_member_axis_split(tmp_path):
+    """10 members halved to 5 and 2: on 4 devices (padded to 12) 12 -> 8 -> 4
+    slots (whole blocks of 4), and on 2 devices under ``loop``; the numbers
+    those of 1 device."""
+    import json
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    proc = subprocess.run([sys.executable, "-c", DEVICES, str(tmp_path)], cwd=root,
+                          env=env, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["1"]["slots"] == [10, 8, 2]  # 5 then 2 survivors, padded to pow2
+    assert out["4"]["slots"] == [12, 8, 4]  # whole blocks of 4
+    assert out["loop2"]["slots"] == [10, 8, 2]
+    for name in ("4", "loop2"):
+        assert out[name]["steps"] == out["1"]["steps"], name
+        np.testing.assert_allclose(out[name]["val"], out["1"]["val"], rtol=1e-5)
