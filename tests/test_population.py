@@ -206,3 +206,14 @@ def test_compaction_over_devices_keeps_the_member_axis_split(tmp_path):
     for name in ("4", "loop2"):
         assert out[name]["steps"] == out["1"]["steps"], name
         np.testing.assert_allclose(out[name]["val"], out["1"]["val"], rtol=1e-5)
+
+
+def test_the_planned_compute_of_halving_is_what_exact_compaction_runs():
+    """experiments.successive_halving sizes its equal-compute search by the
+    plan: 6 members, eta 2, 4 epochs: 6 + 3 + 1 + 1 member-epochs, the
+    slots exact compaction runs (pow2 runs 6, 4, 1, 1)."""
+    from experiments.successive_halving import planned_member_epochs
+
+    assert planned_member_epochs(6, 4, eta=2) == 11
+    assert planned_member_epochs(27, 9, eta=3) == 27 + 9 * 2 + 3 * 6
+    assert sum(slot_count(n, 1, "exact") for n in (6, 3, 1, 1)) == 11
