@@ -26,7 +26,7 @@ import jax
 from jaxbatch import interrupts, results, stats
 from jaxbatch.columns import summary_columns
 from jaxbatch.config import acts
-from jaxbatch.config.schema import EPOCH_FORMS, parse_options
+from jaxbatch.config.schema import EPOCH_FORMS, OPTION_EXAMPLES, parse_options
 from jaxbatch.config.sweep_config import _ALIASES, SECTIONS, SweepConfig
 from jaxbatch.interrupts import Terminated
 from jaxbatch.sweep.rundir import default_out
@@ -127,8 +127,10 @@ def _multipliers(text: str, flag: str = "") -> tuple[tuple[str, float], ...]:
 
 def _options(text: str, flag: str = "") -> tuple[tuple[str, object], ...]:
     """``'eta=3,first=1,metric=val_loss'`` as pairs (:func:`parse_options`)."""
+    name = flag.lstrip("-").replace("-", "_")
+    example = OPTION_EXAMPLES.get(name, OPTION_EXAMPLES["successive_halving"])
     try:
-        return parse_options(text, _eg(flag, "eta=3,first=1,metric=val_loss")[5:])
+        return parse_options(text, _eg(flag, example)[5:])
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
@@ -236,7 +238,7 @@ _SECTION_TITLES = {
     "optim": "optimizer",
     "control": "per-member control rules",
     "evaluation": "training length and evaluation",
-    "population": "population control (successive halving, compaction)",
+    "population": "population control (successive halving, Hyperband, PBT, compaction)",
     "execution": "execution",
 }
 

@@ -26,7 +26,7 @@ def _members(config):
     and with every default filled in. A random search is represented by its
     ranges' corners (drawing it would start JAX)."""
     mc = config.members
-    if mc.drawn():
+    if mc.drawn() or config.population.hyperband:
         raw = mc.random_corners(config.model_list())
     else:
         raw = mc.members(config.model_list())

@@ -220,6 +220,29 @@ class MembersConfig:
                 )  # fmt: skip
         return self._scaled(out)
 
+    def hyperband(
+        self, model_list: tuple[str, ...], brackets: list[dict]
+    ) -> list[recipes.Member]:
+        """Hyperband's members: in every cell of the random search, the
+        brackets' draws (``sum(n)`` of them, drawn as ``random:sum(n)``),
+        the first ``n`` of bracket s_max, the next of the next, tagged
+        ``bracket``."""
+        total = sum(b["n"] for b in brackets)
+        tags = [b["bracket"] for b in brackets for _ in range(b["n"])]
+        out = []
+        for name in model_list:
+            for bs, seed, kind, mode in self._random_cells():
+                drawn = recipes.random(
+                    jax.random.PRNGKey(self.search_seed), total,
+                    lr_range=tuple(self.lr_range),
+                    weight_decay_range=tuple(self.weight_decay_range),
+                    one_minus_momentum_range=tuple(self.momentum_range),
+                    model=name, batch_size=bs, seed=seed, schedule=kind,
+                    weight_decay_mode=mode,
+                )  # fmt: skip
+                out += [m.with_tags(bracket=t) for m, t in zip(drawn, tags)]
+        return self._scaled(out)
+
     def _crossed(self, members: list[recipes.Member]) -> list[recipes.Member]:
         """Each explicit member crossed with the :attr:`cross` lists for the
         fields it leaves unset (the member's own order outermost)."""

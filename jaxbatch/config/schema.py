@@ -379,6 +379,62 @@ def parse_options(text: str, example: str) -> tuple[tuple[str, Any], ...]:
 
 COMPACTIONS = ("pow2", "exact", "off")
 SH_KEYS = {"eta": "eta=3", "first": "first=1", "metric": "metric=val_loss"}
+HB_KEYS = {"eta": "eta=3", "min": "min=1", "metric": "metric=val_loss"}
+PBT_KEYS = {
+    "interval": "interval=2",
+    "quantile": "quantile=0.25",
+    "perturb": "perturb=0.8:1.25",
+    "fields": "fields=lr:momentum",
+    "resample": "resample=0",
+    "metric": "metric=val_loss",
+    "seed": "seed=0",
+}
+# The hyperparameters PBT explores, and the member fields they are.
+PBT_FIELDS = ("lr", "momentum", "weight_decay")
+# Examples of each option flag, for its messages.
+OPTION_EXAMPLES = {
+    "successive_halving": "eta=3,first=1,metric=val_loss",
+    "hyperband": "eta=3,min=1,metric=val_loss",
+    "pbt": "interval=2,quantile=0.25,perturb=0.8:1.25",
+}
+
+
+def _unknown_keys(name: str, given: dict, known: dict) -> None:
+    for key in given:
+        if key not in known:
+            raise ValueError(
+                f"{name} has no setting {key!r}; give " + ",".join(known.values())
+            )
+
+
+def _check_eta(name: str, eta) -> None:
+    if not (isinstance(eta, int | float) and math.isfinite(eta) and eta > 1):
+        raise ValueError(
+            f"{name} eta must be a number above 1 (the share kept at a rung is "
+            f"1/eta), got eta={eta!r}; e.g. eta=3"
+        )
+
+
+def _whole(name: str, key: str, value, why: str) -> None:
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise ValueError(
+            f"{name} {key} must be a whole number of epochs ({why}), got "
+            f"{key}={value!r}; e.g. {key}=1"
+        )
+
+
+def _factors(text) -> tuple[float, ...]:
+    """``"0.8:1.25"`` (or one number) -> ``(0.8, 1.25)``."""
+    try:
+        out = tuple(float(v) for v in str(text).split(":") if v.strip())
+    except ValueError:
+        out = ()
+    if not out or not all(math.isfinite(f) and f > 0 for f in out):
+        raise ValueError(
+            f"pbt perturb must be positive factors separated by ':', got "
+            f"perturb={text!r}; e.g. perturb=0.8:1.25"
+        )
+    return out
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -399,32 +455,91 @@ class PopulationConfig:
         "exact compiles one per count, off keeps every member (frozen)",
     )
 
+    hyperband: tuple = field(
+        (),
+        "Hyperband, e.g. eta=3,min=1,metric=val_loss: brackets of random draws "
+        "(the --lr-range, --weight-decay-range and --momentum-range of the "
+        "search), each halved by successive halving from its own first rung "
+        "(min x eta^k epochs; the last bracket trains to the end); the draws "
+        "per bracket follow Li et al., tagged 'bracket'",
+        parse="options",
+    )
+    pbt: tuple = field(
+        (),
+        "population-based training, e.g. interval=2,quantile=0.25,perturb=0.8:1.25: "
+        "every INTERVAL epochs the bottom QUANTILE of a group's members by the "
+        "metric (val_loss or val_acc) copy the weights, optimizer state and "
+        "batch statistics of a member drawn from the top QUANTILE and multiply "
+        "its FIELDS (lr, momentum, weight_decay; ':'-separated, default lr) by "
+        "a factor drawn from PERTURB (or, with probability RESAMPLE, draw them "
+        "log-uniformly in the population's starting range); SEED draws it all; "
+        "lineage.csv records it",
+        parse="options",
+    )
+
     def validate(self):
         must_be_one_of("compaction", self.compaction, COMPACTIONS)
         sh = dict(self.successive_halving)
-        for key in sh:
-            if key not in SH_KEYS:
-                raise ValueError(
-                    f"successive_halving has no setting {key!r}; give "
-                    + ",".join(SH_KEYS.values())
-                )
+        _unknown_keys("successive_halving", sh, SH_KEYS)
         if sh:
-            eta = sh.get("eta", 3)
-            if not (isinstance(eta, int | float) and math.isfinite(eta) and eta > 1):
-                raise ValueError(
-                    f"successive_halving eta must be a number above 1 (the "
-                    f"share kept at a rung is 1/eta), got eta={eta!r}; e.g. eta=3"
-                )
-            first = sh.get("first", 1)
-            if not (isinstance(first, int) and first >= 1):
-                raise ValueError(
-                    "successive_halving first must be a whole number of epochs "
-                    f"(rungs fall at epoch ends), got first={first!r}; e.g. first=1"
-                )
+            _check_eta("successive_halving", sh.get("eta", 3))
+            _whole("successive_halving", "first", sh.get("first", 1),
+                   "rungs fall at epoch ends")  # fmt: skip
             must_be_one_of(
                 "successive_halving metric", sh.get("metric", "val_loss"),
                 ("val_loss", "val_acc"),
             )  # fmt: skip
+        hb = dict(self.hyperband)
+        _unknown_keys("hyperband", hb, HB_KEYS)
+        if hb:
+            if sh:
+                raise ValueError(
+                    "hyperband runs successive halving in each of its brackets; "
+                    "give --hyperband or --successive-halving, not both"
+                )
+            _check_eta("hyperband", hb.get("eta", 3))
+            _whole("hyperband", "min", hb.get("min", 1), "rungs fall at epoch ends")
+            must_be_one_of("hyperband metric", hb.get("metric", "val_loss"),
+                           ("val_loss", "val_acc"))  # fmt: skip
+        p = dict(self.pbt)
+        _unknown_keys("pbt", p, PBT_KEYS)
+        if p:
+            if sh or hb:
+                raise ValueError(
+                    "pbt keeps every member training (the weak ones copy the "
+                    "strong); give --pbt or --successive-halving/--hyperband, "
+                    "not both"
+                )
+            _whole(
+                "pbt", "interval", p.get("interval", 2), "exploits fall at epoch ends"
+            )
+            q = p.get("quantile", 0.25)
+            if not (isinstance(q, int | float) and 0 < q <= 0.5):
+                raise ValueError(
+                    f"pbt quantile must be in (0, 0.5] (the bottom share copies "
+                    f"the top share), got quantile={q!r}; e.g. quantile=0.25"
+                )
+            _factors(p.get("perturb", "0.8:1.25"))
+            r = p.get("resample", 0)
+            if not (isinstance(r, int | float) and 0 <= r <= 1):
+                raise ValueError(
+                    f"pbt resample must be a probability in [0, 1], got "
+                    f"resample={r!r}; e.g. resample=0.25"
+                )
+            for f in str(p.get("fields", "lr")).split(":"):
+                if f not in PBT_FIELDS:
+                    raise ValueError(
+                        f"pbt cannot explore {f!r}: it is not a hyperparameter "
+                        f"PBT changes; fields are {', '.join(PBT_FIELDS)} "
+                        "(':'-separated), e.g. fields=lr:momentum"
+                    )
+            must_be_one_of("pbt metric", p.get("metric", "val_loss"),
+                           ("val_loss", "val_acc"))  # fmt: skip
+            seed = p.get("seed", 0)
+            if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+                raise ValueError(
+                    f"pbt seed must be a whole number >= 0, got seed={seed!r}"
+                )
 
     @property
     def halving(self) -> dict | None:
@@ -435,18 +550,64 @@ class PopulationConfig:
         return {"eta": float(sh.get("eta", 3)), "first": int(sh.get("first", 1)),
                 "metric": sh.get("metric", "val_loss")}  # fmt: skip
 
-    def rungs(self, epochs: int) -> tuple[int, ...]:
+    def rungs(self, epochs: int, first: int | None = None) -> tuple[int, ...]:
         """The epochs after which successive halving ranks the members:
-        ``first x eta^k`` (rounded) below ``epochs``."""
-        h = self.halving
+        ``first x eta^k`` (rounded) below ``epochs`` (``first``: a Hyperband
+        bracket's own first rung)."""
+        h = self.halving or self.bands
         if h is None:
             return ()
-        out, r = [], float(h["first"])
+        out, r = [], float(h["first"] if first is None else first)
         while round(r) < epochs:
             if not out or round(r) > out[-1]:
                 out.append(round(r))
             r *= h["eta"]
         return tuple(out)
+
+    @property
+    def bands(self) -> dict | None:
+        """``{"eta", "min", "metric"}`` of Hyperband, None when off."""
+        if not self.hyperband:
+            return None
+        hb = dict(self.hyperband)
+        return {"eta": float(hb.get("eta", 3)), "min": int(hb.get("min", 1)),
+                "metric": hb.get("metric", "val_loss")}  # fmt: skip
+
+    def brackets(self, epochs: int) -> list[dict]:
+        """Hyperband's brackets for ``epochs`` of training (Li et al. 2018,
+        R = epochs / min): bracket ``s`` = s_max .. 0 draws ``ceil((s_max + 1)
+        / (s + 1) x eta^s)`` members and ranks them first after ``R x eta^-s``
+        epochs (times ``min``); bracket 0 trains its members to the end.
+        ``[{"bracket": s, "n": n, "first": epochs, "rungs": (...)}, ...]``."""
+        b = self.bands
+        if b is None:
+            return []
+        eta, r = b["eta"], epochs / b["min"]
+        s_max = int(math.floor(math.log(r) / math.log(eta) + 1e-9))
+        out = []
+        for s in range(s_max, -1, -1):
+            n = int(math.ceil((s_max + 1) / (s + 1) * eta**s - 1e-9))
+            first = max(1, round(epochs * eta**-s))
+            rungs = self.rungs(epochs, first) if s else ()
+            out.append({"bracket": s, "n": n, "first": first, "rungs": rungs})
+        return out
+
+    @property
+    def exploit(self) -> dict | None:
+        """PBT's settings (``interval``, ``quantile``, ``perturb`` factors,
+        ``fields``, ``resample``, ``metric``, ``seed``), None when off."""
+        if not self.pbt:
+            return None
+        p = dict(self.pbt)
+        return {
+            "interval": int(p.get("interval", 2)),
+            "quantile": float(p.get("quantile", 0.25)),
+            "perturb": _factors(p.get("perturb", "0.8:1.25")),
+            "fields": tuple(str(p.get("fields", "lr")).split(":")),
+            "resample": float(p.get("resample", 0)),
+            "metric": p.get("metric", "val_loss"),
+            "seed": int(p.get("seed", 0)),
+        }
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 
 from jaxbatch import models, optim, recipes
 from jaxbatch.config.members import CROSSABLE, MembersConfig
 from jaxbatch.config.schema import (
+    OPTION_EXAMPLES,
     ControlConfig,
     DataConfig,
     EvalConfig,
@@ -78,9 +80,9 @@ def _normalize(name: str, value):
         return tuple(v.strip() for v in value.split(",") if v.strip())
     if name in ("lr_multipliers", "model_kwargs") and isinstance(value, Mapping):
         return tuple(value.items())
-    if name == "successive_halving":
+    if name in OPTION_EXAMPLES:
         if isinstance(value, str):
-            return parse_options(value, "eta=3,first=1,metric=val_loss")
+            return parse_options(value, OPTION_EXAMPLES[name])
         if isinstance(value, Mapping):
             return tuple(value.items())
     if name == "recipes":
@@ -211,7 +213,16 @@ class SweepConfig:
                 f"epoch ({self.epochs} epochs): no member would be dropped; give "
                 f"first below {self.epochs}, or more --epochs"
             )
-        if self.members.drawn():
+        p = self.population.exploit
+        if p is not None and p["interval"] >= self.epochs:
+            raise ValueError(
+                f"pbt interval={p['interval']} is not before the last epoch "
+                f"({self.epochs} epochs): no member would be exploited; give "
+                f"interval below {self.epochs}, or more --epochs"
+            )
+        if self.population.hyperband:
+            self._check_hyperband()
+        if self.members.drawn() or self.population.hyperband:
             n = self._check_random_search()
         else:
             n = len(self.resolved_members())  # every member checks its own values
@@ -275,15 +286,37 @@ class SweepConfig:
         corners = mc.random_corners(self.model_list())
         for i, m in enumerate(corners):
             self.resolve(m, i)
-        n = len(corners) // 2 * mc.drawn()
+        drawn = mc.drawn() or sum(
+            b["n"] for b in self.population.brackets(self.epochs)
+        )  # fmt: skip
+        n = len(corners) // 2 * drawn
         degenerate = all(lo == hi for lo, hi in (
             mc.lr_range, mc.weight_decay_range, mc.momentum_range))  # fmt: skip
-        if degenerate and mc.drawn() > 1:
+        if degenerate and drawn > 1:
             raise ValueError(
-                f"search {mc.search} draws {mc.drawn()} identical members: every "
+                f"search {mc.search} draws {drawn} identical members: every "
                 "range is a single value; widen --lr-range (or another range)"
             )
         return n
+
+    def _check_hyperband(self) -> None:
+        """Hyperband draws its brackets' members itself (from the random
+        search's ranges), over at least two brackets."""
+        mc, b = self.members, self.population.bands
+        if mc.recipes or mc.members_file or mc.random_count():
+            given = ("recipes" if mc.recipes else "--members" if mc.members_file
+                     else f"--search {mc.search}")  # fmt: skip
+            raise ValueError(
+                f"hyperband draws its own members (its brackets' random draws, "
+                f"from --lr-range, --weight-decay-range, --momentum-range); leave "
+                f"out {given}"
+            )
+        if self.epochs < b["min"] * b["eta"]:
+            raise ValueError(
+                f"hyperband with min={b['min']} and eta={b['eta']:g} needs at least "
+                f"{math.ceil(b['min'] * b['eta'])} epochs for two brackets, got "
+                f"{self.epochs}; give more --epochs or a smaller eta"
+            )
 
     def resolved_members(self) -> list[recipes.Member]:
         """Every member with its full recipe; refuses an empty list and twins.
@@ -294,7 +327,11 @@ class SweepConfig:
         Listed again with the same tags, or differing only in a field its
         optimizer or schedule ignores, it is refused."""
         mc = self.members
-        raw = mc.members(self.model_list())
+        brackets = self.population.brackets(self.epochs)
+        if brackets:
+            raw = mc.hyperband(self.model_list(), brackets)
+        else:
+            raw = mc.members(self.model_list())
         members = [self.resolve(m, i) for i, m in enumerate(raw)]
         if not members:
             raise ValueError("the sweep has no members")

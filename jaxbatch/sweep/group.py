@@ -101,6 +101,7 @@ def new_history(plan: GroupPlan, n: int, hooks: Sequence[Hook]) -> dict:
         c = h.columns(plan)
         out.update({name: nan(n, steps) for name in c.steps})
         out.update({name: nan(n, evals) for name in c.evals})
+        out.update(h.buffers(plan, n))
     return out
 
 

@@ -8,6 +8,8 @@ what it needs:
 ==================  =======================================================
 ``columns(plan)``   the names it measures (:class:`Columns`), declared
                     before training; two hooks naming one column are refused
+``buffers(plan, n)`` arrays of its own kept in the checkpointed history (what
+                    a resume needs to continue its decisions)
 ``start(g)``        before the first step (compile with ``g.first_call``)
 ``after_steps``     after each run of steps, with their metrics
 ``at_step(g)``      at every step divisible by ``every``
@@ -67,6 +69,11 @@ class Hook:
 
     def columns(self, plan: GroupPlan) -> Columns:
         return Columns()
+
+    def buffers(self, plan: GroupPlan, n: int) -> dict[str, np.ndarray]:
+        """``{name: array}`` it keeps in ``g.history`` (checkpointed every
+        epoch, restored on resume) besides its columns; ``n``: the slots."""
+        return {}
 
     def start(self, g: GroupRun) -> None:
         pass

@@ -126,39 +126,69 @@ class SuccessiveHalving(Hook):
     """The rungs of successive halving (module docstring): at the end of each
     rung's epoch, on the full state, the members outside the best ``1/eta``
     of those still training are stopped (before that epoch's checkpoint, so
-    a resume sees the decision)."""
+    a resume sees the decision). Hyperband: ``brackets`` maps each value of
+    the members' ``bracket`` tag to its rungs, and each bracket is halved
+    among its own members."""
 
-    def __init__(self, eta: float, first: int, metric: str, rungs: tuple[int, ...]):
-        self.eta, self.first, self.metric, self.rungs = eta, first, metric, rungs
+    def __init__(self, eta: float, metric: str, rungs: tuple[int, ...] = (),
+                 brackets: dict | None = None):  # fmt: skip
+        self.eta, self.metric, self.rungs = eta, metric, tuple(rungs)
+        self.brackets = brackets
 
     @property
     def name(self) -> str:
         return "SuccessiveHalving"
 
+    def _sets(self, g: GroupRun, epoch: int):
+        """The (members, label) sets ranked at this epoch's end."""
+        if self.brackets is None:
+            if epoch + 1 in self.rungs:
+                yield np.arange(g.n_real), ""
+            return
+        tag = np.array([dict(e["recipe"].tags).get("bracket") for e in g.plan.members])
+        for b, rungs in self.brackets.items():
+            if epoch + 1 in rungs:
+                yield np.flatnonzero(tag == b), f" (bracket {b})"
+
     def after_epoch(self, g: GroupRun, epoch: int) -> None:
-        if epoch + 1 not in self.rungs:
-            return
-        alive = training(g)
-        if len(alive) <= 1:
-            return
         end = int(g.plan.epoch_starts[epoch + 1])
         e = int(
             np.flatnonzero(g.plan.eval_steps == end)[0]
         )  # every epoch ends with one
-        value = g.history[self.metric][alive, e].astype(np.float64)
-        sign = 1.0 if self.metric == "val_loss" else -1.0
-        value = np.where(np.isfinite(value), sign * value, np.inf)
-        order = alive[np.argsort(value, kind="stable")]  # best first, ties by member
-        keep = max(1, int(len(alive) // self.eta))
-        drop = np.sort(order[keep:])
-        if len(drop):
-            stopped = g.state.stopped.at[jnp.asarray(drop)].set(True)
-            g.state = g.state.replace(stopped=stopped)
-            if g.sweep.progress and g.sweep.writer:
-                tqdm.write(
-                    f"group {g.plan.index + 1}: rung at epoch {epoch + 1}: "
-                    f"{keep} of {len(alive)} members continue by {self.metric}"
-                )
+        alive_all = training(g)
+        for members, label in self._sets(g, epoch):
+            alive = np.intersect1d(alive_all, members)
+            if len(alive) <= 1:
+                continue
+            value = g.history[self.metric][alive, e].astype(np.float64)
+            sign = 1.0 if self.metric == "val_loss" else -1.0
+            value = np.where(np.isfinite(value), sign * value, np.inf)
+            order = alive[
+                np.argsort(value, kind="stable")
+            ]  # best first, ties by member
+            keep = max(1, int(len(alive) // self.eta))
+            drop = np.sort(order[keep:])
+            if len(drop):
+                stopped = g.state.stopped.at[jnp.asarray(drop)].set(True)
+                g.state = g.state.replace(stopped=stopped)
+                if g.sweep.progress and g.sweep.writer:
+                    tqdm.write(
+                        f"group {g.plan.index + 1}: rung at epoch {epoch + 1}{label}: "
+                        f"{keep} of {len(alive)} members continue by {self.metric}"
+                    )
+
+
+def halving_hooks(population, epochs: int) -> list[Hook]:
+    """The successive-halving hook of a config's ``population`` section:
+    plain (one set of rungs) or Hyperband's brackets; none when off."""
+    if population.halving is not None:
+        h = population.halving
+        return [SuccessiveHalving(h["eta"], h["metric"], population.rungs(epochs))]
+    if population.bands is not None:
+        b = population.bands
+        brackets = {x["bracket"]: x["rungs"] for x in population.brackets(epochs)}
+        return [SuccessiveHalving(b["eta"], b["metric"], brackets=brackets)]
+    return []
 
 
 def compute(g: GroupRun) -> dict:

@@ -24,7 +24,7 @@ from jaxbatch.engine.caches import enable_compilation_cache
 from jaxbatch.engine.spec import check_placement
 from jaxbatch.engine.step import base_fit, member_shapes
 from jaxbatch.plots.standard import save_all
-from jaxbatch.sweep import cost, population, rundir, tables
+from jaxbatch.sweep import cost, pbt, population, rundir, tables
 from jaxbatch.sweep.control import Control
 from jaxbatch.sweep.group import new_history, train_group
 from jaxbatch.sweep.hooks import Hook, check_names
@@ -37,6 +37,7 @@ from jaxbatch.sweep.measurements import (
     StepProbes,
     WeightStats,
 )  # fmt: skip
+from jaxbatch.sweep.pbt import PBT
 from jaxbatch.sweep.plan import plan_groups
 from jaxbatch.sweep.population import SuccessiveHalving
 from jaxbatch.sweep.records import (
@@ -108,11 +109,9 @@ def sweep_hooks(
     if "noise_scale" in names:
         measure.append(NoiseScale(config.probe_size, config.noise_every))
     measure.append(Control())
-    halving = config.population.halving
-    if halving is not None:  # after the control rules, before the checkpoint
-        measure.append(
-            SuccessiveHalving(**halving, rungs=config.population.rungs(config.epochs))
-        )
+    # after the control rules, before the checkpoint
+    measure += population.halving_hooks(config.population, config.epochs)
+    measure += pbt.pbt_hooks(config.population)
     if "sharpness" in names:
         measure.append(Sharpness(config.probe_size, tuple(config.sharpness_eps)))
     if "weights" in names:
@@ -252,7 +251,8 @@ def _checkpoint_bytes(plans, shapes, hooks) -> int:
     return total
 
 
-_STANDARD = (Evaluation, StepProbes, NoiseScale, Control, SuccessiveHalving, Sharpness,
+_STANDARD = (Evaluation, StepProbes, NoiseScale, Control, SuccessiveHalving, PBT,
+             Sharpness,
              WeightStats,
              Checkpoint, Throughput, TensorBoard, Progress, SaveWeights,
              Interpolation)  # fmt: skip
