@@ -15,7 +15,7 @@ EXPERIMENTS = (
     "alexnet_bs_sweep", "batch_generalization", "batch_increase", "bn_small_batch",
     "critical_batch", "early_stopping", "finetune", "hparam_search", "lr_range_test",
     "lr_scaling", "model_zoo_sweep", "schedule_comparison", "small_batch",
-    "successive_halving", "update_ratio", "weight_decay",
+    "pbt", "successive_halving", "update_ratio", "weight_decay",
 )  # fmt: skip
 # A value for each member flag that differs from every preset's.
 ALTERNATIVE = {

@@ -211,3 +211,54 @@ def test_hyperband_halves_each_bracket_from_its_own_first_rung(fmnist, tmp_path)
     assert steps[ones[np.argmin(at2)]] == 4
     meta = results.read_json(os.path.join(tmp_path / "hb", "config.json"))
     assert meta["cost"]["groups"][0]["slots"] == [10, 8, 5, 5]  # 4+3+3, 2+3+3, 1+1+3
+
+
+def test_the_ancestry_follows_each_exploit_back_to_its_parent():
+    """Member 2 copied member 0 after epoch 2, and member 0 had copied member
+    1 after epoch 1: epoch 1 was trained by 1's weights, epoch 2 by 0's,
+    epochs 3-4 by 2's own."""
+    from jaxbatch.plots.pbt import ancestry
+
+    lineage = {
+        "epoch": np.array([1, 1, 1, 2, 2, 2, 3, 3, 3]),
+        "member": np.array([0, 1, 2] * 3),
+        "parent": np.array([1, 1, 2, 0, 1, 0, 0, 1, 2]),
+        "exploited": np.array(
+            [
+                "True",
+                "False",
+                "False",
+                "False",
+                "False",
+                "True",
+                "False",
+                "False",
+                "False",
+            ]
+        ),  # fmt: skip
+    }
+    assert ancestry(lineage, 2, 4) == [1, 0, 2, 2]
+    assert ancestry(lineage, 1, 4) == [1, 1, 1, 1]
+
+
+def test_the_pbt_experiment_runs_end_to_end(tmp_path):
+    """experiments.pbt on tiny data: its three arms, a lineage per
+    population, both figures and the verdict in numbers."""
+    from experiments import pbt as exp
+
+    out = tmp_path / "pbt"
+    exp.EXPERIMENT.main(["--dataset", "synthetic", "--train-size", "256",
+                         "--val-size", "128", "--epochs", "3", "--no-progress",
+                         "--out", str(out)])  # fmt: skip
+    rows = __import__("jaxbatch.plots.pbt", fromlist=["picks"]).picks(str(out))
+    assert sorted({r["arm"] for r in rows}) == ["fixed", "hand_tuned", "pbt"]
+    steps = {r["arm"]: r["computed_steps"] for r in rows}
+    assert steps["pbt"] == steps["fixed"] == steps["hand_tuned"]  # equal compute
+    for r in range(exp.SIZES["quick"][1]):
+        _, lin = _lineage(out / f"pbt_{r}")
+        assert (lin["exploited"] == "True").sum() == 2 * 3  # 3 of 12, at epochs 1, 2
+    for name in exp.EXPERIMENT.figures:
+        assert os.path.getsize(out / "plots" / name) > 10_000
+    verdict = results.read_json(os.path.join(out, "verdict.json"))["verdict"]
+    assert "PBT against the tuned step schedule" in verdict[1]
+    assert "decays in" in verdict[2]
