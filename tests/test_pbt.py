@@ -262,3 +262,44 @@ def test_the_pbt_experiment_runs_end_to_end(tmp_path):
     verdict = results.read_json(os.path.join(out, "verdict.json"))["verdict"]
     assert "PBT against the tuned step schedule" in verdict[1]
     assert "decays in" in verdict[2]
+
+
+DEVICES = """
+import json, sys
+import jax
+from jaxbatch import data, results, sweep
+assert jax.device_count() == 8, jax.devices()
+ds = data.load("synthetic", train_size=256, val_size=64, seed=0)
+cfg = sweep.SweepConfig(
+    experiment="t", model="mlp", model_kwargs=(("hidden", (16,)),),
+    batch_sizes=(32,), lrs=tuple(0.01 * 1.3 ** i for i in range(8)), epochs=3,
+    eval_every_epochs=0.5, strategy="vmap", compile_cache=False,
+    pbt="interval=1,quantile=0.25,fields=lr:momentum")
+out = {}
+for name, devices in (("1", 1), ("4", 4)):
+    path = f"{sys.argv[1]}/d{name}"
+    sweep.run(cfg.replace(devices=devices), path, progress=False, plots=False,
+              dataset=ds)
+    m = results.read_members(path)
+    out[name] = {"val": m["final_val_loss"].tolist(),
+                 "lineage": open(path + "/lineage.csv").read()}
+print(json.dumps(out))
+"""
+
+
+def test_pbt_over_devices_equals_one_device(tmp_path):
+    """The exploit's copy keeps the member axis split over 4 devices: the
+    numbers and the lineage are those of 1 device."""
+    import json
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    proc = subprocess.run([sys.executable, "-c", DEVICES, str(tmp_path)], cwd=root,
+                          env=env, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["4"]["lineage"] == out["1"]["lineage"]
+    assert "True" in out["1"]["lineage"]
+    np.testing.assert_allclose(out["4"]["val"], out["1"]["val"], rtol=1e-5)
