@@ -261,15 +261,48 @@ def sweeps_verdict(sweeps: Mapping[str, Mapping]) -> list[str]:
 def standard_verdict(run_dir: str, sweeps: Sequence[str] | None = None) -> list[str]:
     """The verdict of a run without one of its own: :func:`generic_verdict`
     of its sweep, or of several sweeps (``sweeps``: the names of those
-    ranked together; default all) :func:`sweeps_verdict`."""
+    ranked together; default all) :func:`sweeps_verdict`; then what the
+    stopped members saved (:func:`compute_line`), when they saved anything."""
     dirs = run_dirs(run_dir)
     tables = {d: read_members(d) for d in dirs}
     if len(dirs) == 1:
-        return generic_verdict(tables[dirs[0]])
-    return sweeps_verdict({
-        d: m for d, m in tables.items()
-        if sweeps is None or os.path.basename(d) in sweeps
-    })  # fmt: skip
+        lines = generic_verdict(tables[dirs[0]])
+    else:
+        lines = sweeps_verdict({
+            d: m for d, m in tables.items()
+            if sweeps is None or os.path.basename(d) in sweeps
+        })  # fmt: skip
+    saved = compute_line(dirs)
+    return lines + ([saved] if saved else [])
+
+
+def compute_of(dirs: Sequence[str]) -> dict:
+    """The member-steps the sweeps in ``dirs`` computed and would have
+    computed training every member to the end (``config.json``'s
+    ``cost.compute``; a sweep without one counts as every member's)."""
+    total = {"computed_steps": 0, "every_member_steps": 0, "member_steps": 0}
+    for d in dirs:
+        c = results.read_json(os.path.join(d, "config.json")).get("cost", {})
+        c = c.get("compute") or {}
+        for k in total:
+            total[k] += int(c.get(k, 0))
+    every = total["every_member_steps"]
+    total["saved_share"] = 1 - total["computed_steps"] / every if every else 0.0
+    return total
+
+
+def compute_line(dirs: Sequence[str]) -> str:
+    """``"Compute: ..."`` when members that stopped for good (successive
+    halving, early stopping, divergence) saved steps; else empty."""
+    c = compute_of(dirs)
+    if c["saved_share"] <= 0:
+        return ""
+    return (
+        f"Compute: {c['computed_steps']:,} member-steps computed "
+        f"({c['member_steps']:,} trained by real members), {c['saved_share']:.0%} "
+        f"fewer than the {c['every_member_steps']:,} of training every member "
+        "to the end: the members that stopped left the program."
+    )
 
 
 def _img(path: str) -> str:
@@ -366,11 +399,21 @@ def _meta_html(meta: Mapping, members: Mapping) -> str:
         f"{d.get('n_val', '?')} validation / {d.get('n_test', '?')} test images)",
         f"{len(members['member'])} members in {len(wall)} compiled group(s)",
         f"training time {total:.0f} s" if np.isfinite(total) else "",
+        _compute_text(meta),
         f"{env.get('backend', '?')} ({env.get('device_kind', '?')} x "
         f"{env.get('device_count', '?')}), jax {env.get('jax', '?')}, "
         f"jaxbatch {env.get('jaxbatch', '?')}",
     ]
     return '<p class="meta">' + " · ".join(html.escape(p) for p in parts if p) + "</p>"
+
+
+def _compute_text(meta: Mapping) -> str:
+    c = meta.get("cost", {}).get("compute")
+    if not c:
+        return ""
+    saved = c.get("saved_share", 0.0)
+    text = f"{c.get('computed_steps', 0):,} member-steps computed"
+    return text + (f" ({saved:.0%} saved by stopped members)" if saved > 0 else "")
 
 
 def _sweep_section(run_dir: str, members: Mapping, title: str) -> str:

@@ -70,6 +70,13 @@ def test_halving_keeps_the_best_and_each_member_has_its_plain_numbers(fmnist, tm
     assert c["computed_steps"] == spe * (6 + 4 + 1 + 1)
     assert c["every_member_steps"] == spe * 6 * 4
     np.testing.assert_allclose(c["saved_share"], 1 - 12 / 24)
+    # the verdict and the report say it
+    from jaxbatch import report
+
+    line = report.standard_verdict(str(tmp_path / "sh"))[-1]
+    assert line.startswith(f"Compute: {spe * 12:,} member-steps computed"), line
+    assert "50% fewer than the 384 of training every member" in line
+    assert "(50% saved by stopped members)" in report._compute_text(meta)
 
 
 def test_compaction_leaves_early_stopped_and_diverged_numbers_unchanged(
