@@ -1,8 +1,9 @@
 """Figures and verdict of population control (``experiments.successive_halving``).
 
 The run directory holds ``to_the_end`` (arms ``every`` and ``small``, tags
-``arm`` and ``rep``) and ``halving_<r>`` (one successive-halving sweep per
-repetition ``r``).
+``arm`` and ``rep``), ``halving_<r>`` (one successive-halving sweep per
+repetition ``r``) and ``hyperband_<r>`` (one Hyperband sweep per repetition:
+its brackets' draws, tag ``bracket``).
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ from matplotlib.figure import Figure
 from jaxbatch import results, stats
 from jaxbatch.plots.style import Colors, arm_colors, pct
 
-ARMS = ("every", "halving", "small")
+ARMS = ("every", "halving", "hyperband", "small")
 ARM_LABELS = {
     "every": "every member to the end",
     "halving": "successive halving",
+    "hyperband": "Hyperband",
     "small": "random search of halving's compute",
 }
+ADAPTIVE = ("halving", "hyperband")  # arms whose compute is what they ran
 
 
 def _sweeps(out: str) -> list[str]:
     names = ["to_the_end"] + sorted(
-        os.path.basename(p) for p in glob.glob(os.path.join(out, "halving_*"))
+        os.path.basename(p)
+        for arm in ADAPTIVE
+        for p in glob.glob(os.path.join(out, f"{arm}_*"))
     )
     return [os.path.join(out, n) for n in names
             if os.path.exists(os.path.join(out, n, "members.csv"))]  # fmt: skip
@@ -43,6 +48,10 @@ def picks(out: str) -> list[dict]:
         meta = results.read_json(os.path.join(d, "config.json"))
         total = max(g["total_steps"] for g in meta["groups"])
         computed = meta["cost"].get("compute", {}).get("computed_steps")
+        if "arm" not in m:  # a Hyperband sweep draws its own members: no tags
+            arm, _, rep = os.path.basename(d).rpartition("_")
+            m["arm"] = np.full(len(m["member"]), arm)
+            m["rep"] = np.full(len(m["member"]), float(rep))
         for arm in dict.fromkeys(m["arm"].astype(str)):
             for rep in sorted(set(m["rep"].astype(int))):
                 sel = (m["arm"].astype(str) == arm) & (m["rep"].astype(int) == rep)
@@ -52,7 +61,7 @@ def picks(out: str) -> list[dict]:
                 pool = np.flatnonzero(done if done.any() else sel)
                 best = pool[np.nanargmax(np.nan_to_num(m["final_val_acc"][pool],
                                                        nan=-1))]  # fmt: skip
-                steps = (computed if arm == "halving" and computed is not None
+                steps = (computed if arm in ADAPTIVE and computed is not None
                          else int(sel.sum()) * total)  # fmt: skip
                 rows.append({
                     "arm": arm, "rep": rep, "members": int(sel.sum()),
@@ -74,8 +83,13 @@ def best_vs_compute(out: str) -> Figure:
     arms = _by_arm(picks(out))
     colors = arm_colors(list(arms))
     fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
+    placed: list[float] = []
     for arm, rows in arms.items():
         x = np.array([r["computed_steps"] for r in rows], float)
+        # arms of (nearly) one compute side by side, not on top of each other
+        near = sum(abs(np.log(x.mean() / p)) < 0.03 for p in placed)
+        placed.append(x.mean())
+        x = x * 1.04**near
         y = np.array([r["test_acc"] for r in rows])
         mean, half, n = stats.seed_stats(y)
         ax.scatter(x, y, color=colors[arm], s=18, alpha=0.5, lw=0)
@@ -87,8 +101,8 @@ def best_vs_compute(out: str) -> Figure:
     ax.set(xlabel="member-steps computed (log)",
            ylabel="test accuracy of the pick (best validation accuracy)")  # fmt: skip
     n = max(len(r) for r in arms.values())
-    ax.set_title(f"best of a random search against its compute ({n} random draws; "
-                 "dots: draws, bar: mean ± 95% t-interval)", fontsize=9)  # fmt: skip
+    ax.set_title(f"best of a random search against its compute ({n} repetitions of "
+                 "the draw: dots; bar: mean ± 95% t-interval)", fontsize=9)  # fmt: skip
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
     return fig
@@ -152,17 +166,19 @@ def halving_verdict(out: str) -> list[str]:
         for a, (mean, half, steps) in parts.items()
     ]
     out_ = ["; ".join(text) + "."]
-    if "halving" in parts and "every" in parts:
-        diff = parts["halving"][0] - parts["every"][0]
-        out_.append(
-            f"Halving against every member: {100 * diff:+.1f} points at "
-            f"{parts['halving'][2] / every:.0%} of the compute"
-            + (
-                f"; against a search of the same compute: "
-                f"{100 * (parts['halving'][0] - parts['small'][0]):+.1f} points"
-                if "small" in parts
-                else ""
-            )  # fmt: skip
-            + "."
-        )
+    for arm in ADAPTIVE:
+        if arm in parts and "every" in parts:
+            diff = parts[arm][0] - parts["every"][0]
+            out_.append(
+                f"{ARM_LABELS[arm].capitalize()} against every member: "
+                f"{100 * diff:+.1f} points at {parts[arm][2] / every:.0%} of the "
+                "compute"
+                + (
+                    f"; against a search of halving's compute: "
+                    f"{100 * (parts[arm][0] - parts['small'][0]):+.1f} points"
+                    if "small" in parts
+                    else ""
+                )  # fmt: skip
+                + "."
+            )
     return out_
