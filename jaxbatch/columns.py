@@ -70,5 +70,8 @@ def summary_columns(members: Mapping) -> list[str]:
     tags = [c for c in members if c not in fixed]
     shared = [c for c in ("shares_training_of",) if c in members
               and any(str(v) not in ("", "nan") for v in members[c])]  # fmt: skip
+    # members that stopped at different steps (halving, early stopping): where
+    stops = [c for c in ("steps", "stopped") if c in members
+             and len(set(map(str, members["steps"]))) > 1]  # fmt: skip
     return ["member", *tags, *(varying or ["batch_size", "lr"]), *SUMMARY_RESULTS,
-            *measured, "diverged", "wall_s", *shared]  # fmt: skip
+            *measured, *stops, "diverged", "wall_s", *shared]  # fmt: skip
