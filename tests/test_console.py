@@ -63,10 +63,22 @@ def test_resume_of_a_finished_run_changes_nothing_and_errors_are_one_line(tmp_pa
         assert len(err.splitlines()) == 1 and "error" in err, err
 
 
-def test_resume_of_a_killed_run_equals_the_uninterrupted_run(tmp_path):
+POPULATION = {
+    "plain": ["--lrs", "0.05", "--seeds", "0,1"],
+    # an exploit at every epoch's end: the kill falls just before or after one
+    "pbt": ["--lrs", "0.01,0.03,0.05,0.1", "--pbt", "interval=1,quantile=0.25,"
+            "fields=lr:momentum"],
+    # rungs at epochs 1, 2, 4, 8, 16
+    "halving": ["--lrs", "0.01,0.03,0.05,0.1", "--successive-halving", "eta=2,first=1"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("population", list(POPULATION))
+def test_resume_of_a_killed_run_equals_the_uninterrupted_run(tmp_path, population):
     """SIGKILL once the first epoch's checkpoint is on disk, then ``jaxbatch
     resume DIR`` (the flags read from the run directory): the same numbers
-    as the run that was never stopped."""
+    as the run that was never stopped, with PBT's lineage and successive
+    halving's stops too."""
     import signal
     import time
 
@@ -74,7 +86,7 @@ def test_resume_of_a_killed_run_equals_the_uninterrupted_run(tmp_path):
 
     flags = ["--model", "mlp", "--model-kwargs", "hidden=(8,)", "--train-size", "512",
              "--val-size", "128", "--epochs", "30", "--batch-sizes", "16",
-             "--lrs", "0.05", "--seeds", "0,1", "--no-progress",
+             *POPULATION[population], "--no-progress",
              "--no-plots"]  # fmt: skip
     full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
     _run("sweep", *flags, "--out", full)
@@ -96,7 +108,8 @@ def test_resume_of_a_killed_run_equals_the_uninterrupted_run(tmp_path):
     _run("resume", killed)
     keep = ("member", "lr", "seed", "steps", "test_acc", "final_val_loss",
             "final_train_loss", "best_val_step")  # fmt: skip
-    for name in ("members.csv", "history.csv"):
+    files = ("members.csv", "history.csv", "lineage.csv")
+    for name in files[: 3 if population == "pbt" else 2]:
         a, b = _rows(os.path.join(full, name)), _rows(os.path.join(killed, name))
         cols = keep if name == "members.csv" else list(a[0])
         assert [{k: r[k] for k in cols} for r in b] == [
