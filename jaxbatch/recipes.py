@@ -70,6 +70,10 @@ class Member:
       momentum, b1, b2: optimizer hyperparameters (momentum: sgd/rmsprop).
       weight_decay, weight_decay_mode: coefficient and ``l2`` / ``decoupled``
         / ``l1``.
+      weight_decay_schedule, weight_decay_end: the coefficient over training,
+        ``constant``, or ``linear`` / ``exponential`` from ``weight_decay``
+        at the start to ``weight_decay_end`` at the end (t = examples seen /
+        the run's examples).
       plateau_factor: LR factor on a stalled metric (1: off).
       lr_multipliers: ``((regex, multiplier), ...)`` per-layer LRs (a
         parameter gets the product of its matches; 0 freezes it), added to
@@ -97,6 +101,8 @@ class Member:
     b2: float | None = None
     weight_decay: float | None = None
     weight_decay_mode: str | None = None
+    weight_decay_schedule: str | None = None
+    weight_decay_end: float | None = None
     plateau_factor: float | None = None
     lr_max: float | None = None
     lr_multipliers: tuple[tuple[str, float], ...] | None = None
@@ -157,7 +163,7 @@ class Member:
 
 
 _INTS = ("batch_size", "seed")
-_STRS = ("model", "schedule", "optimizer", "weight_decay_mode")
+_STRS = ("model", "schedule", "optimizer", "weight_decay_mode", "weight_decay_schedule")
 _TUPLES = ("batch_milestones", "milestones")
 
 
@@ -375,6 +381,22 @@ def check(member: Member) -> None:
         )
     if not (member.weight_decay >= 0 and math.isfinite(member.weight_decay)):
         raise bad(f"weight_decay must be >= 0, got {_got(member.weight_decay)}")
+    if member.weight_decay_schedule not in WD_SCHEDULES:
+        raise bad(
+            f"unknown weight_decay_schedule {member.weight_decay_schedule!r}; "
+            f"choose one of {', '.join(WD_SCHEDULES)}"
+        )
+    end = member.weight_decay_end
+    if not (end is not None and end >= 0 and math.isfinite(end)):
+        raise bad(f"weight_decay_end must be >= 0, got {_got(end)}")
+    if member.weight_decay_schedule == "exponential" and not (
+        member.weight_decay > 0 and end > 0
+    ):
+        raise bad(
+            "an exponential weight_decay_schedule needs a positive start and end, "
+            f"got weight_decay={member.weight_decay!r}, weight_decay_end={end!r}; "
+            "use linear to start or end at 0"
+        )
     if not (member.momentum >= 0 and math.isfinite(member.momentum)):
         raise bad(f"momentum must be >= 0, got {_got(member.momentum)}")
     for name in ("b1", "b2"):
@@ -408,8 +430,13 @@ _USED_BY = {
     "lr_max": lambda m: m.schedule == "range",
     "warmup_start": lambda m: bool(m.warmup_epochs),
     "batch_factor": lambda m: bool(m.batch_milestones),
-    "weight_decay_mode": lambda m: bool(m.weight_decay),
+    "weight_decay_mode": lambda m: bool(m.weight_decay) or bool(m.weight_decay_end),
+    "weight_decay_schedule": lambda m: m.weight_decay_end != m.weight_decay,
+    "weight_decay_end": lambda m: m.weight_decay_end != m.weight_decay,
 }
+# How a member's weight decay coefficient moves over training (hparams'
+# ``wd_kind`` is the index; linear with equal ends is constant).
+WD_SCHEDULES = ("constant", "linear", "exponential")
 
 
 def unused(member: Member) -> tuple[str, ...]:
@@ -426,6 +453,8 @@ def unused_because(field: str, members: Sequence[Member]) -> str:
     ``"weight decay 0"``, ``"warmup_epochs 0"``, ``"no batch milestones"``."""
     if field == "weight_decay_mode":
         return "weight decay 0"
+    if field in ("weight_decay_schedule", "weight_decay_end"):
+        return "weight decay constant (weight_decay_end = weight_decay)"
     if field == "warmup_start":
         return "warmup_epochs 0"
     if field == "batch_factor":

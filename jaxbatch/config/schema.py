@@ -183,10 +183,26 @@ class RecipeConfig:
     )
     b1: float = field(0.9, "Adam beta1")
     b2: float = field(0.999, "Adam beta2")
+    weight_decay_schedule: str = field(
+        "constant",
+        "the weight decay over training: constant, or linear / exponential from "
+        "the member's weight decay (--weight-decays) at the start to "
+        "--weight-decay-end at the end",
+    )
+    weight_decay_end: float | None = field(
+        None,
+        "the weight decay at the end of training under a linear or exponential "
+        "--weight-decay-schedule (default: the start's: constant)",
+    )
 
     def validate(self):
         if self.decay_epochs is not None:
             must_be_positive("decay_epochs", self.decay_epochs)
+        from jaxbatch.recipes import WD_SCHEDULES
+
+        must_be_one_of(
+            "weight_decay_schedule", self.weight_decay_schedule, WD_SCHEDULES
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

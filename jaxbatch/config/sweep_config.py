@@ -259,6 +259,8 @@ class SweepConfig:
         m = member.replace(**{**defaults, **values})
         if m.decay_epochs is None:
             m = m.replace(decay_epochs=ev.epochs / 2)
+        if m.weight_decay_end is None or m.weight_decay_schedule == "constant":
+            m = m.replace(weight_decay_end=m.weight_decay)
         own = dict(m.lr_multipliers or ())
         mults = {**dict(oc.lr_multipliers), **own, **{p: 0.0 for p in oc.freeze}}
         m = m.replace(lr_multipliers=tuple(mults.items()))

@@ -28,6 +28,13 @@ HPARAM_DEFAULTS: dict[str, float] = {
     "wd_l2": 0.0,  # coupled L2 coefficient
     "wd_l1": 0.0,  # coupled L1 coefficient
     "wd_decoupled": 0.0,  # decoupled (SGDW/AdamW) coefficient
+    # The coefficients at the end of training (negative: the start's, a
+    # constant), reached linearly (wd_kind 1) or exponentially (2) in
+    # examples seen.
+    "wd_l2_end": -1.0,
+    "wd_l1_end": -1.0,
+    "wd_decoupled_end": -1.0,
+    "wd_kind": 0,
     "kind": 0,  # index into recipes.SCHEDULE_KINDS
     "gamma": 0.1,
     "step_ex": 1,  # step decay period
@@ -43,7 +50,15 @@ HPARAM_DEFAULTS: dict[str, float] = {
 # Per-member vectors: multistep milestones (examples), padded with a value
 # never reached.
 HPARAM_VECTORS = {"milestones_ex": 8}
-_INT_HPARAMS = ("kind", "step_ex", "total_ex", "warmup_ex", "seed", "milestones_ex")
+_INT_HPARAMS = (
+    "kind",
+    "wd_kind",
+    "step_ex",
+    "total_ex",
+    "warmup_ex",
+    "seed",
+    "milestones_ex",
+)
 _NEVER = np.iinfo(np.int32).max
 
 

@@ -82,6 +82,7 @@ class TrainSpec:
     devices: int = 1
     compute_dtype: str = "float32"
     probes: tuple[str, ...] = ()
+    wd_scheduled: bool = False  # a member's weight decay moves over training
 
     def __post_init__(self):
         for name in choices.check_probes(self.probes):

@@ -187,6 +187,25 @@ def _tree_where(pred, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
+WD_KEYS = ("wd_l2", "wd_l1", "wd_decoupled")
+
+
+def scheduled_weight_decay(hp: Mapping, seen) -> dict:
+    """The member's weight decay coefficients after ``seen`` examples: from
+    ``wd_*`` at the start to ``wd_*_end`` at ``total_ex`` examples, linearly
+    (``wd_kind`` 0, 1) or exponentially (2); a negative end is the start."""
+    t = jnp.clip(jnp.asarray(seen, jnp.float32) / hp["total_ex"], 0.0, 1.0)
+    out = {}
+    for k in WD_KEYS:
+        start = hp[k]
+        end = jnp.where(hp[f"{k}_end"] < 0, start, hp[f"{k}_end"])
+        linear = start + (end - start) * t
+        safe = jnp.where(start > 0, start, 1.0)
+        expo = start * (jnp.where(start > 0, end, 1.0) / safe) ** t
+        out[k] = jnp.where((hp["wd_kind"] == 2) & (start > 0), expo, linear)
+    return out
+
+
 def train_step(
     spec: TrainSpec,
     state: MemberState,
@@ -254,9 +273,10 @@ def train_step(
     diverged = state.diverged | (~finite & ~state.stopped)
     frozen = diverged | state.stopped
     grads = jax.tree.map(lambda g: jnp.where(frozen, jnp.zeros_like(g), g), grads)
-    updates, opt_state = make_tx(spec, hp, jnp.where(frozen, 0.0, lr)).update(
-        grads, state.opt_state, state.params
-    )
+    decay = scheduled_weight_decay(hp, state.seen) if spec.wd_scheduled else {}
+    updates, opt_state = make_tx(
+        spec, {**hp, **decay}, jnp.where(frozen, 0.0, lr)
+    ).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new_bs = _tree_where(frozen, state.batch_stats, new_bs)
     new_state = state.replace(
@@ -275,6 +295,8 @@ def train_step(
         "acc": jnp.where(frozen, jnp.nan, acc),
         "lr": jnp.where(frozen, jnp.nan, lr),
     }
+    if decay:  # the coefficient applied (one form is nonzero per member)
+        metrics["wd"] = jnp.where(frozen, jnp.nan, sum(decay.values()))
     extra = probes.step_probes(spec.probes, state.params, updates, raw_grads)
     if extra:
         # one output for all of them, in sorted name order (fewer outputs per

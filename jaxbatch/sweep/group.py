@@ -30,7 +30,7 @@ from jaxbatch.engine.group import (
     group_fns,
     run_steps,
 )  # fmt: skip
-from jaxbatch.engine.hparams import pad_members
+from jaxbatch.engine.hparams import HPARAM_DEFAULTS, pad_members
 from jaxbatch.engine.member_axis import member_multiple
 from jaxbatch.sweep import population
 from jaxbatch.sweep.hooks import Hook, record
@@ -97,6 +97,8 @@ def new_history(plan: GroupPlan, n: int, hooks: Sequence[Hook]) -> dict:
     out = {name: nan(n, steps) for name in ("train_loss", "train_acc", "lr")}
     out["wall_s"] = np.zeros((), np.float64)
     out["slots"] = nan(len(plan.epoch_steps))  # slots trained in each epoch
+    if plan.spec.wd_scheduled:  # the weight decay applied at each step
+        out["weight_decay"] = nan(n, steps)
     for h in hooks:
         c = h.columns(plan)
         out.update({name: nan(n, steps) for name in c.steps})
@@ -148,6 +150,11 @@ def _check_members(directory: str, g: GroupRun) -> None:
     written before members were saved with it is not judged)."""
     saved = (checkpoint.read_meta(directory, g.epochs_done) or {}).get("members")
     now = json.loads(json.dumps(member_recipes(g.plan)))
+    if saved is not None and len(saved) == len(now):
+        # a hyperparameter newer than the checkpoint, at its default, is not a
+        # difference (the run trained with that default)
+        now = [{k: v for k, v in b.items() if k in a or not _is_default(k, v)}
+               for a, b in zip(saved, now)]  # fmt: skip
     if saved is None or saved == now:
         return
     diff = next(
@@ -221,6 +228,15 @@ def train_epoch(g: GroupRun, epoch: int, hooks: Sequence[Hook]) -> None:
         raise RuntimeError(f"epoch {epoch + 1} took {taken} examples per member")
 
 
+# The step's metrics and their history names.
+STEP_METRICS = {
+    "loss": "train_loss",
+    "acc": "train_acc",
+    "lr": "lr",
+    "wd": "weight_decay",
+}
+
+
 def run_to(g: GroupRun, stop: int) -> dict:
     """Train from ``g.step`` to ``stop`` (the epoch's smaller last batch
     included when ``stop`` is the epoch's end); the step's metrics go into
@@ -235,9 +251,9 @@ def run_to(g: GroupRun, stop: int) -> dict:
         g.state, last = fns.train_last(g.state, g.hp, train)
         metrics = concat_metrics([metrics, last])
     metrics = fetch(metrics)
-    for key in ("loss", "acc", "lr"):
-        name = f"train_{key}" if key in ("loss", "acc") else key
-        g.write(name, slice(g.step, stop), metrics[key])
+    for key, name in STEP_METRICS.items():
+        if key in metrics:
+            g.write(name, slice(g.step, stop), metrics[key])
     g.step = stop
     return metrics
 
@@ -253,6 +269,10 @@ def finish(g: GroupRun, hooks: Sequence[Hook]) -> None:
     n = g.n_real
     g.history = {k: (v[:n] if np.ndim(v) > 1 else v) for k, v in g.history.items()}
     g.final = {k: (v[:n] if np.ndim(v) else v) for k, v in g.final.items()}
+
+
+def _is_default(key: str, value) -> bool:
+    return key in HPARAM_DEFAULTS and value == HPARAM_DEFAULTS[key]
 
 
 def _short(value):

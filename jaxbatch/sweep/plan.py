@@ -111,6 +111,8 @@ def member_hparams(
         "b1": m.b1,
         "b2": m.b2,
         wd[m.weight_decay_mode]: m.weight_decay,
+        f"{wd[m.weight_decay_mode]}_end": m.weight_decay_end,
+        "wd_kind": recipes.WD_SCHEDULES.index(m.weight_decay_schedule),
         "kind": recipes.SCHEDULE_KINDS.index(m.schedule),
         "gamma": m.gamma,
         "step_ex": ex(m.decay_epochs),
@@ -184,6 +186,7 @@ def _plan_group(g, model, family, sizes, members, indices, config, ds, any_plate
         devices=config.devices,
         compute_dtype=config.precision,
         probes=tuple(p for p in config.probes if p in choices.STEP_PROBES),
+        wd_scheduled=any(m.weight_decay_end != m.weight_decay for m in members),
     )
     epoch_steps = np.asarray(
         [dataclasses.replace(spec, batch_size=b).steps_per_epoch for b in sizes]

@@ -102,7 +102,8 @@ def member_columns(plans: Sequence[GroupPlan], hooks: Sequence[Hook]) -> tuple:
 
 def _history_series(g: GroupRun, hooks: Sequence[Hook]) -> dict:
     """``{column: (clock, [members, ...])}``: the step's metrics, then the hooks'."""
-    out = {k: (STEPS, g.history[k]) for k in ("lr", "train_loss", "train_acc")}
+    names = ("lr", "train_loss", "train_acc", "weight_decay")
+    out = {k: (STEPS, g.history[k]) for k in names if k in g.history}
     for h in hooks:
         out.update(h.history(g))
     return out
