@@ -78,6 +78,9 @@ class Member:
       lr_multipliers: ``((regex, multiplier), ...)`` per-layer LRs (a
         parameter gets the product of its matches; 0 freezes it), added to
         the sweep's own.
+      dropout: the dropout rate, as data (members of other rates share a
+        program; models with dropout: alexnet, alexnet_small, mlp); None:
+        the model's own rate.
       seed: initialisation, data order and dropout.
       tags: extra columns for ``members.csv``, ``((name, value), ...)``.
     """
@@ -106,6 +109,7 @@ class Member:
     plateau_factor: float | None = None
     lr_max: float | None = None
     lr_multipliers: tuple[tuple[str, float], ...] | None = None
+    dropout: float | None = None
     seed: int | None = None
     tags: tuple[tuple[str, Any], ...] = ()
 
@@ -381,6 +385,10 @@ def check(member: Member) -> None:
         )
     if not (member.weight_decay >= 0 and math.isfinite(member.weight_decay)):
         raise bad(f"weight_decay must be >= 0, got {_got(member.weight_decay)}")
+    if member.dropout is not None and not (
+        isinstance(member.dropout, int | float) and 0 <= member.dropout < 1
+    ):
+        raise bad(f"dropout must be in [0, 1), got {_got(member.dropout)}")
     if member.weight_decay_schedule not in WD_SCHEDULES:
         raise bad(
             f"unknown weight_decay_schedule {member.weight_decay_schedule!r}; "

@@ -26,7 +26,7 @@ from jaxbatch.config.schema import (
 CROSSABLE = {
     "batch_sizes": "batch_size", "lrs": "lr", "weight_decays": "weight_decay",
     "momentums": "momentum", "seeds": "seed", "schedules": "schedule",
-    "weight_decay_modes": "weight_decay_mode",
+    "weight_decay_modes": "weight_decay_mode", "dropouts": "dropout",
 }  # fmt: skip
 
 
@@ -56,6 +56,11 @@ class MembersConfig:
         "comma-separated weight-decay modes, trained together: l2 "
         "(coupled), decoupled (SGDW/AdamW), l1",
         flag="--weight-decay-mode",
+    )
+    dropouts: tuple[float, ...] = field(
+        (),
+        "comma-separated dropout rates, trained together in one program "
+        "(alexnet, alexnet_small, mlp); default: the model's own rate",
     )
     search: str = field(
         "grid",
@@ -212,11 +217,12 @@ class MembersConfig:
                         weight_decay_mode=mode,
                     )  # fmt: skip
             else:
+                extra = {"dropout": self.dropouts} if self.dropouts else {}
                 out += recipes.grid(
                     model=name, batch_size=self.batch_sizes, lr=self.lrs,
                     weight_decay=self.weight_decays, momentum=self.momentums,
                     schedule=self.schedules, weight_decay_mode=self.weight_decay_modes,
-                    seed=self.seeds,
+                    **extra, seed=self.seeds,
                 )  # fmt: skip
         return self._scaled(out)
 

@@ -45,6 +45,7 @@ HPARAM_DEFAULTS: dict[str, float] = {
     "warmup_start": 0.0,
     "plateau_factor": 1.0,  # 1: the plateau rule never reduces this member
     "lr_max": 1.0,  # range: the LR at the end of the run (x the peak's units)
+    "dropout": -1.0,  # the dropout rate (negative: the model's own)
     "seed": 0,
 }
 # Per-member vectors: multistep milestones (examples), padded with a value

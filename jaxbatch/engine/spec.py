@@ -83,6 +83,7 @@ class TrainSpec:
     compute_dtype: str = "float32"
     probes: tuple[str, ...] = ()
     wd_scheduled: bool = False  # a member's weight decay moves over training
+    member_dropout: bool = False  # the dropout rate is each member's (data)
 
     def __post_init__(self):
         for name in choices.check_probes(self.probes):

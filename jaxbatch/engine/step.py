@@ -234,6 +234,10 @@ def train_step(
     x = normalize(data["x_train"][idx], data["mean"], data["std"])
     y = data["y_train"][idx]
     rng = jax.random.fold_in(dropout_key(hp), state.step)
+    rate_kw = {}
+    if spec.member_dropout:  # the member's rate as data (negative: the model's)
+        own = float(getattr(model, "dropout_rate", 0.0))
+        rate_kw["dropout_rate"] = jnp.where(hp["dropout"] < 0, own, hp["dropout"])
 
     def loss_fn(params):
         variables = _cast(
@@ -247,10 +251,13 @@ def train_step(
                 train=True,
                 rngs={"dropout": rng},
                 mutable=["batch_stats"],
+                **rate_kw,
             )
             new_bs = _cast(new_vars["batch_stats"], jnp.float32)
         else:
-            logits = model.apply(variables, xc, train=True, rngs={"dropout": rng})
+            logits = model.apply(
+                variables, xc, train=True, rngs={"dropout": rng}, **rate_kw
+            )
             new_bs = state.batch_stats
         logits = logits.astype(jnp.float32)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()

@@ -11,6 +11,7 @@ from jaxbatch.models.layers import (
     check_dropout,
     conv,
     dense,
+    dropout,
     flatten,
     max_pool,
 )
@@ -48,7 +49,9 @@ class AlexNet(nn.Module):
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, dropout_rate=None
+    ) -> jax.Array:
         if self.small_input:
             x = nn.relu(conv(x, 64, 3, stride=1, padding=1))
         else:
@@ -61,6 +64,6 @@ class AlexNet(nn.Module):
         x = max_pool(x, 3, 2)
         x = flatten(adaptive_avg_pool(x, (6, 6)))
         for units in (4096, 4096):
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = dropout(x, self.dropout_rate, dropout_rate, train=train)
             x = nn.relu(dense(x, units))
         return dense(x, self.num_classes)

@@ -14,6 +14,7 @@ from jaxbatch.models.layers import (
     check_dropout,
     conv,
     dense,
+    dropout,
     flatten,
     kaiming_uniform_fan_in,
     max_pool,
@@ -98,7 +99,9 @@ class AlexNetSmall(nn.Module):
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, dropout_rate=None
+    ) -> jax.Array:
         he = dict(kernel_init=kaiming_uniform_fan_in, bias_init=nn.initializers.zeros)
         for i, channels in enumerate(self.channels):
             x = nn.relu(conv(x, scale_width(channels, self.width), 3, padding=1, **he))
@@ -106,6 +109,6 @@ class AlexNetSmall(nn.Module):
                 x = max_pool(x, 2, 2, ceil_mode=True)
         x = flatten(adaptive_avg_pool(x, (4, 4)))
         for units in self.hidden:
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = dropout(x, self.dropout_rate, dropout_rate, train=train)
             x = nn.relu(dense(x, scale_width(units, self.width), **he))
         return dense(x, self.num_classes)

@@ -231,3 +231,27 @@ def check_config(model: str, num_classes: int, **positive: float) -> None:
 def check_dropout(model: str, rate: float) -> None:
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"{model}: dropout_rate must be in [0, 1), got {rate!r}")
+
+
+class Dropout(nn.Module):
+    """Dropout whose rate is a traced value (a member's hyperparameter), the
+    computation of ``flax.linen.Dropout`` with the same module names and
+    random stream: at a rate given as data it equals ``nn.Dropout`` at that
+    rate as a Python number, and rate 0 passes the inputs through
+    unchanged (every element kept, divided by 1)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, rate, *, deterministic: bool) -> jax.Array:
+        if deterministic:
+            return x
+        keep = 1.0 - jnp.asarray(rate, jnp.float32)
+        mask = jax.random.bernoulli(self.make_rng("dropout"), p=keep, shape=x.shape)
+        return jax.lax.select(mask, x / keep.astype(x.dtype), jnp.zeros_like(x))
+
+
+def dropout(x: jax.Array, static_rate: float, rate, *, train: bool) -> jax.Array:
+    """``nn.Dropout(static_rate)`` (the model's own, a program constant), or
+    with ``rate`` given (a traced per-member value) :class:`Dropout`."""
+    if rate is None:
+        return nn.Dropout(static_rate, deterministic=not train)(x)
+    return Dropout()(x, rate, deterministic=not train)

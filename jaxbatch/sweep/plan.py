@@ -125,6 +125,7 @@ def member_hparams(
         "plateau_factor": m.plateau_factor,
         "lr_max": m.lr_max,
         "lr_mult": [mults.get(p, 1.0) for p in patterns],
+        "dropout": -1.0 if m.dropout is None else m.dropout,
         "seed": m.seed,
     }
 
@@ -187,7 +188,13 @@ def _plan_group(g, model, family, sizes, members, indices, config, ds, any_plate
         compute_dtype=config.precision,
         probes=tuple(p for p in config.probes if p in choices.STEP_PROBES),
         wd_scheduled=any(m.weight_decay_end != m.weight_decay for m in members),
+        member_dropout=any(m.dropout is not None for m in members),
     )
+    if spec.member_dropout and not hasattr(spec.build_model(), "dropout_rate"):
+        raise ValueError(
+            f"{model} has no dropout, so a member's dropout rate cannot act; "
+            "dropout rates apply to alexnet, alexnet_small and mlp"
+        )
     epoch_steps = np.asarray(
         [dataclasses.replace(spec, batch_size=b).steps_per_epoch for b in sizes]
     )
