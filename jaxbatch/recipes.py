@@ -78,6 +78,10 @@ class Member:
       lr_multipliers: ``((regex, multiplier), ...)`` per-layer LRs (a
         parameter gets the product of its matches; 0 freezes it), added to
         the sweep's own.
+      augment: data augmentation on the device, drawn from the member's
+        seed: ``crop:P`` (a random crop of the image padded by P pixels),
+        ``flip`` (a horizontal flip with probability 0.5), e.g.
+        ``crop:4,flip``; ``""``: none.
       dropout: the dropout rate, as data (members of other rates share a
         program; models with dropout: alexnet, alexnet_small, mlp); None:
         the model's own rate.
@@ -109,6 +113,7 @@ class Member:
     plateau_factor: float | None = None
     lr_max: float | None = None
     lr_multipliers: tuple[tuple[str, float], ...] | None = None
+    augment: str | None = None
     dropout: float | None = None
     seed: int | None = None
     tags: tuple[tuple[str, Any], ...] = ()
@@ -167,7 +172,8 @@ class Member:
 
 
 _INTS = ("batch_size", "seed")
-_STRS = ("model", "schedule", "optimizer", "weight_decay_mode", "weight_decay_schedule")
+_STRS = ("model", "schedule", "optimizer", "weight_decay_mode", "weight_decay_schedule",
+         "augment")  # fmt: skip
 _TUPLES = ("batch_milestones", "milestones")
 
 
@@ -385,6 +391,7 @@ def check(member: Member) -> None:
         )
     if not (member.weight_decay >= 0 and math.isfinite(member.weight_decay)):
         raise bad(f"weight_decay must be >= 0, got {_got(member.weight_decay)}")
+    parse_augment(member.augment or "")
     if member.dropout is not None and not (
         isinstance(member.dropout, int | float) and 0 <= member.dropout < 1
     ):
@@ -442,6 +449,34 @@ _USED_BY = {
     "weight_decay_schedule": lambda m: m.weight_decay_end != m.weight_decay,
     "weight_decay_end": lambda m: m.weight_decay_end != m.weight_decay,
 }
+
+
+def parse_augment(text: str) -> tuple[int, bool]:
+    """``"crop:4,flip"`` -> ``(4, True)``: the crop's padding in pixels (0:
+    no crop) and whether to flip; ``""`` -> ``(0, False)``."""
+    crop, flip = 0, False
+    for part in (p.strip() for p in str(text).replace("+", ",").split(",")):
+        if not part or part == "none":
+            continue
+        name, _, value = part.partition(":")
+        if name == "flip" and not value:
+            flip = True
+        elif name == "crop" and value.isdigit() and int(value) <= 64:
+            crop = int(value)
+        else:
+            raise ValueError(
+                f"augment {text!r}: {part!r} is not crop:P (P whole pixels of "
+                "padding, at most 64) or flip; e.g. crop:4,flip"
+            )
+    return crop, flip
+
+
+def augment_text(text: str) -> str:
+    """The canonical form of an augmentation (``"crop:4,flip"``, ``""``)."""
+    crop, flip = parse_augment(text)
+    return ",".join([*([f"crop:{crop}"] if crop else []), *(["flip"] if flip else [])])
+
+
 # How a member's weight decay coefficient moves over training (hparams'
 # ``wd_kind`` is the index; linear with equal ends is constant).
 WD_SCHEDULES = ("constant", "linear", "exponential")

@@ -189,6 +189,12 @@ class RecipeConfig:
         "the member's weight decay (--weight-decays) at the start to "
         "--weight-decay-end at the end",
     )
+    augment: str = field(
+        "",
+        "data augmentation on the device, from each member's seed: crop:P (a "
+        "random crop of the image padded by P pixels) and/or flip (horizontal, "
+        "probability 0.5), e.g. crop:4,flip; default none",
+    )
     weight_decay_end: float | None = field(
         None,
         "the weight decay at the end of training under a linear or exponential "

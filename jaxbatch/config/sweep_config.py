@@ -259,6 +259,7 @@ class SweepConfig:
         m = member.replace(**{**defaults, **values})
         if m.decay_epochs is None:
             m = m.replace(decay_epochs=ev.epochs / 2)
+        m = m.replace(augment=recipes.augment_text(m.augment or ""))
         if m.weight_decay_end is None or m.weight_decay_schedule == "constant":
             m = m.replace(weight_decay_end=m.weight_decay)
         own = dict(m.lr_multipliers or ())

@@ -46,6 +46,8 @@ HPARAM_DEFAULTS: dict[str, float] = {
     "plateau_factor": 1.0,  # 1: the plateau rule never reduces this member
     "lr_max": 1.0,  # range: the LR at the end of the run (x the peak's units)
     "dropout": -1.0,  # the dropout rate (negative: the model's own)
+    "aug_crop": 0,  # random-crop padding in pixels (0: none)
+    "aug_flip": 0.0,  # probability of a horizontal flip
     "seed": 0,
 }
 # Per-member vectors: multistep milestones (examples), padded with a value
@@ -136,3 +138,7 @@ def data_key(hp):
 
 def dropout_key(hp):
     return seed_key(hp, 2)
+
+
+def augment_key(hp):
+    return seed_key(hp, 3)

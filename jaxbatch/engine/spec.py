@@ -84,6 +84,8 @@ class TrainSpec:
     probes: tuple[str, ...] = ()
     wd_scheduled: bool = False  # a member's weight decay moves over training
     member_dropout: bool = False  # the dropout rate is each member's (data)
+    augment_pad: int = 0  # the largest crop padding of a member (0: no crops)
+    augment_flip: bool = False  # a member flips
 
     def __post_init__(self):
         for name in choices.check_probes(self.probes):

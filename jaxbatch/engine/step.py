@@ -16,7 +16,7 @@ from jax import lax
 
 from jaxbatch import probes
 from jaxbatch.data import normalize
-from jaxbatch.engine.hparams import data_key, dropout_key, init_key
+from jaxbatch.engine.hparams import augment_key, data_key, dropout_key, init_key
 from jaxbatch.engine.optimizer import learning_rate, make_tx
 from jaxbatch.engine.spec import MemberState, TrainSpec
 
@@ -187,6 +187,28 @@ def _tree_where(pred, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
+def augment(images, key, crop, flip_p, *, pad: int, flip: bool):
+    """A member's augmented batch (``images``: ``[b, H, W, C]`` uint8, before
+    normalisation): each image cropped back to ``H x W`` at an offset drawn
+    in ``[-crop, crop]`` of the image padded by zeros (``pad``: the group's
+    largest ``crop``, a constant of the program; ``crop`` the member's, as
+    data: 0 is the image itself), then mirrored left-right with probability
+    ``flip_p``; both drawn per image from ``key``."""
+    k_crop, k_flip = jax.random.split(key)
+    b, h, w, c = images.shape
+    if pad:
+        padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        crop = jnp.asarray(crop, jnp.int32)
+        offsets = jax.random.randint(k_crop, (b, 2), -crop, crop + 1) + pad
+        images = jax.vmap(
+            lambda im, o: lax.dynamic_slice(im, (o[0], o[1], 0), (h, w, c))
+        )(padded, offsets)
+    if flip:
+        mirror = jax.random.bernoulli(k_flip, flip_p, (b,))
+        images = jnp.where(mirror[:, None, None, None], images[:, :, ::-1], images)
+    return images
+
+
 WD_KEYS = ("wd_l2", "wd_l1", "wd_decoupled")
 
 
@@ -231,7 +253,12 @@ def train_step(
     model = spec.build_model()
     bs = batch_size or spec.batch_size
     idx = lax.dynamic_slice(state.perm, (state.pos,), (bs,))
-    x = normalize(data["x_train"][idx], data["mean"], data["std"])
+    images = data["x_train"][idx]
+    if spec.augment_pad or spec.augment_flip:
+        key = jax.random.fold_in(augment_key(hp), state.step)
+        images = augment(images, key, hp["aug_crop"], hp["aug_flip"],
+                         pad=spec.augment_pad, flip=spec.augment_flip)  # fmt: skip
+    x = normalize(images, data["mean"], data["std"])
     y = data["y_train"][idx]
     rng = jax.random.fold_in(dropout_key(hp), state.step)
     rate_kw = {}

@@ -126,6 +126,8 @@ def member_hparams(
         "lr_max": m.lr_max,
         "lr_mult": [mults.get(p, 1.0) for p in patterns],
         "dropout": -1.0 if m.dropout is None else m.dropout,
+        "aug_crop": recipes.parse_augment(m.augment or "")[0],
+        "aug_flip": 0.5 if recipes.parse_augment(m.augment or "")[1] else 0.0,
         "seed": m.seed,
     }
 
@@ -189,6 +191,8 @@ def _plan_group(g, model, family, sizes, members, indices, config, ds, any_plate
         probes=tuple(p for p in config.probes if p in choices.STEP_PROBES),
         wd_scheduled=any(m.weight_decay_end != m.weight_decay for m in members),
         member_dropout=any(m.dropout is not None for m in members),
+        augment_pad=max(recipes.parse_augment(m.augment or "")[0] for m in members),
+        augment_flip=any(recipes.parse_augment(m.augment or "")[1] for m in members),
     )
     if spec.member_dropout and not hasattr(spec.build_model(), "dropout_rate"):
         raise ValueError(
