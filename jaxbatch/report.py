@@ -421,6 +421,11 @@ def _sweep_section(run_dir: str, members: Mapping, title: str) -> str:
     out = [f"<h2>{html.escape(title)}</h2>"]
     out.append(_meta_html(meta, members))
     out.append(_arms_html(members))
+    ens = os.path.join(run_dir, "ensembles.csv")
+    if os.path.exists(ens):  # each arm's seeds averaged into one prediction
+        cols = results.read_csv(ens)
+        out.append("<h3>Ensembles (each arm's seeds, averaged predictions)</h3>")
+        out.append(table(_members_rows(cols), list(cols)))
     columns = [c for c in summary_columns(members) if c in members]
     out.append("<h3>Members (every seed)</h3>")
     out.append(table(_members_rows(members), columns))

@@ -656,6 +656,12 @@ class EvalConfig:
         "validation set)",
     )
     test: bool = field(True, "evaluate the final parameters on the test split")
+    ensembles: bool = field(
+        True,
+        "the test accuracy of each arm's ensemble (its seeds' averaged "
+        "prediction) in ensembles.csv: one more pass over the test split per "
+        "group with an arm of two or more seeds",
+    )
     drop_last: bool = field(
         False,
         "drop the remainder of each epoch instead of "

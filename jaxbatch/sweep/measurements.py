@@ -7,13 +7,14 @@ it costs nothing and the training step is the program it always was.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbatch import interpolation, probes
+from jaxbatch import interpolation, probes, recipes, results, stats
 from jaxbatch.engine.group import eval_members, fetch, member_fn
 from jaxbatch.engine.probe_steps import batch_metric, noise_probe, sharpness_probe
 from jaxbatch.sweep.hooks import EVALS, Columns, Hook
@@ -306,3 +307,77 @@ class Interpolation(Hook):
 
     def after_sweep(self, sweep: SweepRun) -> None:
         interpolation.interpolation(sweep.out, self.a, self.b, dataset=sweep.dataset)
+
+
+def member_probs(spec, state, hp, batch):
+    """One member's softmax probabilities on one padded evaluation batch
+    (the final parameters, eval mode): ``[eval_bs, classes]``."""
+    from jaxbatch.data import normalize
+    from jaxbatch.engine.step import model_variables
+
+    model = spec.build_model()
+    x = normalize(batch["x"], batch["mean"], batch["std"])
+    logits = model.apply(model_variables(state), x, train=False)
+    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+
+class Ensembles(Hook):
+    """The test accuracy of each arm's ensemble: the average of its seeds'
+    predicted probabilities (final parameters, diverged seeds left out), one
+    more pass over the test split per group. ``ensembles.csv``: the arm (its
+    varying fields, as in ``arms.csv``), ``members``, ``seeds``,
+    ``ensemble_test_acc``, ``ensemble_test_loss`` (the averaged prediction's
+    cross-entropy) and the seeds' ``mean_test_acc`` and ``best_test_acc``."""
+
+    def __init__(self):
+        self.probs: dict[int, np.ndarray] = {}
+        self.labels = None
+
+    def at_end(self, g: GroupRun) -> None:
+        test = g.sweep.device.evals.get("test")
+        arms = [recipes.comparable(e["recipe"].replace(seed=0)) for e in g.plan.members]
+        if test is None or len(set(arms)) == len(arms):  # no arm of two seeds
+            return
+        f = member_fn(g.spec, member_probs)
+        parts = []
+        for i in range(test["x"].shape[0]):
+            batch = {k: test[k][i] for k in ("x", "y", "mask")}
+            batch["mean"], batch["std"] = test["mean"], test["std"]
+            parts.append(fetch(f(g.state, g.hp, batch)))
+        probs = np.concatenate(parts, axis=1)[:, : int(test["n"])]
+        for i, entry in enumerate(g.plan.members):
+            self.probs[entry["member"]] = probs[i]
+        self.labels = g.sweep.dataset.y_test
+
+    def after_sweep(self, sweep: SweepRun) -> None:
+        if not self.probs or self.labels is None:
+            return
+        m = results.read_members(sweep.out)
+        y = np.asarray(self.labels)
+        trained = {int(i): int(i) for i in m["member"]}
+        if "shares_training_of" in m:
+            for i, j in zip(m["member"], m["shares_training_of"]):
+                if str(j) not in ("", "nan"):
+                    trained[int(i)] = int(float(j))
+        gone = stats.diverged(m)
+        rows = []
+        for values, idx in stats.arms(m):
+            ok = [r for r in idx if not gone[r]]
+            ids = [int(m["member"][r]) for r in ok]
+            if len(ids) < 2 or any(trained[i] not in self.probs for i in ids):
+                continue
+            p = np.mean([self.probs[trained[i]] for i in ids], axis=0)
+            accs = m["test_acc"][ok].astype(float)
+            rows.append({
+                **{k: v for k, v in values.items()},
+                "members": " ".join(map(str, ids)), "seeds": len(ids),
+                "ensemble_test_acc": float(np.mean(np.argmax(p, -1) == y)),
+                "ensemble_test_loss": float(
+                    -np.mean(np.log(np.maximum(p[np.arange(len(y)), y], 1e-12)))
+                ),
+                "mean_test_acc": float(np.mean(accs)),
+                "best_test_acc": float(np.max(accs)),
+            })  # fmt: skip
+        if rows:
+            columns = list(dict.fromkeys(k for r in rows for k in r))
+            results.write_csv(os.path.join(sweep.out, "ensembles.csv"), columns, rows)

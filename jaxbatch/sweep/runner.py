@@ -30,6 +30,7 @@ from jaxbatch.sweep.group import new_history, train_group
 from jaxbatch.sweep.hooks import Hook, check_names
 from jaxbatch.sweep.inputs import device_data, load_data
 from jaxbatch.sweep.measurements import (
+    Ensembles,
     Evaluation,
     Interpolation,
     NoiseScale,
@@ -116,6 +117,8 @@ def sweep_hooks(
         measure.append(Sharpness(config.probe_size, tuple(config.sharpness_eps)))
     if "weights" in names:
         measure.append(WeightStats())
+    if config.ensembles and config.test:
+        measure.append(Ensembles())
     for h in extra:
         if not isinstance(h, Hook):
             raise ValueError(f"hooks must be jaxbatch.sweep.Hook objects, got {h!r}")
@@ -251,7 +254,8 @@ def _checkpoint_bytes(plans, shapes, hooks) -> int:
     return total
 
 
-_STANDARD = (Evaluation, StepProbes, NoiseScale, Control, SuccessiveHalving, PBT,
+_STANDARD = (Evaluation, Ensembles, StepProbes, NoiseScale, Control,
+             SuccessiveHalving, PBT,
              Sharpness,
              WeightStats,
              Checkpoint, Throughput, TensorBoard, Progress, SaveWeights,
