@@ -84,3 +84,21 @@ def test_a_constant_sweep_logs_no_weight_decay_column(fmnist, tmp_path):
 def test_bad_schedules_are_one_line_errors(member, message):
     with pytest.raises(ValueError, match=message):
         SweepConfig(model="mlp", recipes=[member])
+
+
+def test_the_experiment_runs_end_to_end(tmp_path):
+    from experiments import weight_decay_schedule as exp
+
+    out = tmp_path / "wds"
+    exp.EXPERIMENT.main(["--dataset", "synthetic", "--train-size", "256",
+                         "--val-size", "128", "--epochs", "2", "--no-progress",
+                         "--out", str(out)])  # fmt: skip
+    m = results.read_members(str(out))
+    assert sorted(set(m["wd_schedule"])) == ["constant", "decreasing", "increasing",
+                                             "none"]  # fmt: skip
+    import os
+
+    for name in exp.FIGURES:
+        assert os.path.getsize(out / "plots" / name) > 10_000
+    verdict = results.read_json(os.path.join(out, "verdict.json"))["verdict"]
+    assert "Final parameter norm by arm" in verdict[-1]

@@ -12,6 +12,8 @@ returns a ``Figure``.
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
@@ -127,7 +129,9 @@ def plot_metric(ax, out: str, key: str, metric: str, x: str = "epochs", data=Non
             series = [_epoch_series(history, m, metric) for m in ids]
         ep, up, ys = _stack(series)
         xs = ep if x == "epochs" else up
-        mean = np.nanmean(ys, axis=0)
+        with warnings.catch_warnings():  # an epoch no seed measured (NaN)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(ys, axis=0)
         if len(ids) > 1:
             hw = column_stats(ys)[1]
             ax.fill_between(xs, mean - hw, mean + hw, color=colors[arm], alpha=0.18,
