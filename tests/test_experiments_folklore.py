@@ -31,3 +31,24 @@ def test_momentum_runs_end_to_end(tmp_path):
     verdict = results.read_json(os.path.join(out, "verdict.json"))["verdict"]
     assert verdict[0].startswith("Validation accuracy after 1 epoch")
     assert "spread" in verdict[2]
+
+
+def test_overfitting_runs_end_to_end(tmp_path):
+    """On an MLP (dropout, augmentation and weight decay as member data; half
+    the hidden width; early stopping; the ensemble), tiny data."""
+    from experiments import overfitting as exp
+
+    out = tmp_path / "ovf"
+    exp.EXPERIMENT.main([*TINY, "--model", "mlp", "--model-kwargs", "hidden=(16,)",
+                         "--epochs", "2", "--out", str(out)])  # fmt: skip
+    remedies = {r["remedy"] for r in exp.rows(str(out))}
+    assert remedies == {
+        "baseline", "augment", "dropout_0.5", "dropout_0.7", "weight_decay",
+        "early_stopping", "half_width", "ensemble",
+    }  # fmt: skip
+    m = results.read_members(str(out / "remedies"))
+    assert len(set(m["group"])) == 1  # every member-data remedy in one program
+    assert os.path.getsize(out / "plots" / "overfitting_remedies.png") > 10_000
+    verdict = results.read_json(os.path.join(out, "verdict.json"))["verdict"]
+    assert verdict[0].startswith("Baseline: test accuracy")
+    assert verdict[-1].startswith("Narrow the gap:")

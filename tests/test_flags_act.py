@@ -16,7 +16,7 @@ EXPERIMENTS = (
     "critical_batch", "early_stopping", "finetune", "hparam_search", "lr_range_test",
     "lr_scaling", "model_zoo_sweep", "schedule_comparison", "small_batch",
     "pbt", "successive_halving", "update_ratio", "weight_decay",
-    "weight_decay_schedule", "momentum",
+    "weight_decay_schedule", "momentum", "overfitting",
 )  # fmt: skip
 # A value for each member flag that differs from every preset's.
 ALTERNATIVE = {

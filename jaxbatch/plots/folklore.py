@@ -97,3 +97,39 @@ def curves_by(out: str, panel: str, key: str, metric: str = "val_acc",
         "95% t-interval)", fontsize=10,
     )  # fmt: skip
     return fig
+
+
+def remedies(rows: list[dict]) -> Figure:
+    """Two panels, a column per remedy: the train/validation gap and the
+    test accuracy (dots: seeds; bar: mean ± 95% t-interval), the baseline
+    first and marked by a dashed line across."""
+    names = list(dict.fromkeys(r["remedy"] for r in rows))
+    if "baseline" in names:
+        names.remove("baseline")
+        names.insert(0, "baseline")
+    colors = arm_colors(names)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
+    for ax, key, label in ((axes[0], "gap", "train - validation accuracy (points)"),
+                           (axes[1], "test_acc", "test accuracy (%)")):  # fmt: skip
+        for x, name in enumerate(names):
+            v = 100 * np.array([r[key] for r in rows if r["remedy"] == name], float)
+            v = v[np.isfinite(v)]
+            if not len(v):
+                continue
+            mean, half, _ = stats.seed_stats(v)
+            ax.scatter(x + np.linspace(-0.1, 0.1, len(v)) + 0.15, v, s=16,
+                       color=colors[name], alpha=0.6, lw=0)  # fmt: skip
+            ax.errorbar(x, mean, yerr=np.nan_to_num(half), fmt="o", ms=7, capsize=4,
+                        color=colors[name], lw=1.8)  # fmt: skip
+            if name == "baseline":
+                ax.axhline(mean, color=colors[name], ls="--", lw=1, alpha=0.7)
+        ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names],
+                      rotation=25, ha="right")  # fmt: skip
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, axis="y")
+    n = max(sum(r["remedy"] == name for r in rows) for name in names)
+    axes[0].set_title("overfitting gap of the final parameters (lower: less overfit)",
+                      fontsize=9)  # fmt: skip
+    axes[1].set_title(f"test accuracy ({n} seeds; the ensemble: one averaged "
+                      "prediction of the baseline's seeds)", fontsize=9)  # fmt: skip
+    return fig
