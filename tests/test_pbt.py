@@ -250,7 +250,9 @@ def test_the_pbt_experiment_runs_end_to_end(tmp_path):
     exp.EXPERIMENT.main(["--dataset", "synthetic", "--train-size", "256",
                          "--val-size", "128", "--epochs", "3", "--no-progress",
                          "--out", str(out)])  # fmt: skip
-    rows = __import__("jaxbatch.plots.pbt", fromlist=["picks"]).picks(str(out))
+    from jaxbatch.plots.pbt import picks
+
+    rows = picks(str(out))
     assert sorted({r["arm"] for r in rows}) == ["fixed", "hand_tuned", "pbt"]
     steps = {r["arm"]: r["computed_steps"] for r in rows}
     assert steps["pbt"] == steps["fixed"] == steps["hand_tuned"]  # equal compute
