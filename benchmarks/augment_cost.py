@@ -15,8 +15,8 @@ import json
 import time
 
 import jax
-import numpy as np
 
+from benchmarks.probe_cost import random_train_data
 from jaxbatch import engine
 
 KWARGS = {"mlp": (("hidden", (256, 256)),), "simple_cnn": ()}
@@ -45,13 +45,7 @@ def _steps_ms(fn, state, hp, train, min_window: float, repeats: int = 5):
 
 def measure(model: str, members: int, batch_size: int, min_window: float) -> dict:
     n = 4096
-    rng = np.random.default_rng(0)
-    train = engine.device_train_data(
-        rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
-        rng.integers(0, 10, n).astype(np.int32),
-        np.full(1, 0.5, np.float32),
-        np.full(1, 0.25, np.float32),
-    )
+    train = random_train_data(n)
     strategy = "vmap" if model == "mlp" else "unroll"
     row = {"model": model, "members": members, "batch_size": batch_size,
            "backend": jax.default_backend()}  # fmt: skip

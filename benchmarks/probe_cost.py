@@ -50,15 +50,20 @@ def _steps_ms(fn, state, hp, train, steps: int = 10, repeats: int = 5):
     return best, state
 
 
-def measure(model: str, members: int, batch_size: int, probe_size: int) -> dict:
-    n = 4096
+def random_train_data(n: int) -> dict:
+    """``n`` random 28x28 uint8 images and labels on the device."""
     rng = np.random.default_rng(0)
-    train = engine.device_train_data(
+    return engine.device_train_data(
         rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
         rng.integers(0, 10, n).astype(np.int32),
         np.full(1, 0.5, np.float32),
         np.full(1, 0.25, np.float32),
     )
+
+
+def measure(model: str, members: int, batch_size: int, probe_size: int) -> dict:
+    n = 4096
+    train = random_train_data(n)
     hp = engine.stack_hparams([{"lr": 0.01, "seed": s} for s in range(members)])
     strategy = "vmap" if model == "mlp" else "unroll"
 

@@ -167,6 +167,18 @@ class MembersConfig:
             self.batch_sizes, self.seeds, self.schedules, self.weight_decay_modes
         )
 
+    def _draw(self, model: str, cell, n: int) -> list[recipes.Member]:
+        """``n`` random draws of one (batch size, seed, schedule, mode) cell."""
+        bs, seed, kind, mode = cell
+        return recipes.random(
+            jax.random.PRNGKey(self.search_seed), n,
+            lr_range=tuple(self.lr_range),
+            weight_decay_range=tuple(self.weight_decay_range),
+            one_minus_momentum_range=tuple(self.momentum_range),
+            model=model, batch_size=bs, seed=seed, schedule=kind,
+            weight_decay_mode=mode,
+        )  # fmt: skip
+
     def random_corners(self, model_list: tuple[str, ...]) -> list[recipes.Member]:
         """Two members per cell of a random search, at the low and the high end
         of every range: what validation checks instead of the draws, which
@@ -207,15 +219,8 @@ class MembersConfig:
         n = self.random_count()
         for name in model_list:
             if n:
-                for bs, seed, kind, mode in self._random_cells():
-                    out += recipes.random(
-                        jax.random.PRNGKey(self.search_seed), n,
-                        lr_range=tuple(self.lr_range),
-                        weight_decay_range=tuple(self.weight_decay_range),
-                        one_minus_momentum_range=tuple(self.momentum_range),
-                        model=name, batch_size=bs, seed=seed, schedule=kind,
-                        weight_decay_mode=mode,
-                    )  # fmt: skip
+                for cell in self._random_cells():
+                    out += self._draw(name, cell, n)
             else:
                 extra = {"dropout": self.dropouts} if self.dropouts else {}
                 out += recipes.grid(
@@ -237,15 +242,8 @@ class MembersConfig:
         tags = [b["bracket"] for b in brackets for _ in range(b["n"])]
         out = []
         for name in model_list:
-            for bs, seed, kind, mode in self._random_cells():
-                drawn = recipes.random(
-                    jax.random.PRNGKey(self.search_seed), total,
-                    lr_range=tuple(self.lr_range),
-                    weight_decay_range=tuple(self.weight_decay_range),
-                    one_minus_momentum_range=tuple(self.momentum_range),
-                    model=name, batch_size=bs, seed=seed, schedule=kind,
-                    weight_decay_mode=mode,
-                )  # fmt: skip
+            for cell in self._random_cells():
+                drawn = self._draw(name, cell, total)
                 out += [m.with_tags(bracket=t) for m, t in zip(drawn, tags)]
         return self._scaled(out)
 

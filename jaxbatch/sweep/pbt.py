@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from jaxbatch import results
 from jaxbatch.sweep.hooks import Columns, Hook
 from jaxbatch.sweep.plan import GroupPlan
+from jaxbatch.sweep.population import ranked
 from jaxbatch.sweep.state import GroupRun, SweepRun
 
 # Each explored field and the hyperparameters (engine.hparams) it is.
@@ -128,12 +129,7 @@ class PBT(Hook):
         if done % self.interval or done >= len(g.plan.epoch_steps):
             return
         n = g.n_real
-        end = int(g.plan.epoch_starts[done])
-        e = int(np.flatnonzero(g.plan.eval_steps == end)[0])
-        value = g.history[self.metric][:n, e].astype(np.float64)
-        sign = 1.0 if self.metric == "val_loss" else -1.0
-        value = np.where(np.isfinite(value), sign * value, np.inf)
-        order = np.argsort(value, kind="stable")  # best first, ties by member
+        order = ranked(g, epoch, self.metric, np.arange(n))
         k = int(math.floor(n * self.quantile + 1e-9))
         rng = np.random.default_rng([self.seed, g.plan.index, done])
         parent = np.arange(n)

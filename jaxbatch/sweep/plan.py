@@ -105,6 +105,7 @@ def member_hparams(
     mults = dict(m.lr_multipliers or ())
     ex = lambda e: max(1, round(e * n_train))  # noqa: E731
     wd = {"l2": "wd_l2", "l1": "wd_l1", "decoupled": "wd_decoupled"}
+    crop, flip = recipes.parse_augment(m.augment or "")
     return {
         "lr": m.lr,
         "momentum": m.momentum,
@@ -126,8 +127,8 @@ def member_hparams(
         "lr_max": m.lr_max,
         "lr_mult": [mults.get(p, 1.0) for p in patterns],
         "dropout": -1.0 if m.dropout is None else m.dropout,
-        "aug_crop": recipes.parse_augment(m.augment or "")[0],
-        "aug_flip": 0.5 if recipes.parse_augment(m.augment or "")[1] else 0.0,
+        "aug_crop": crop,
+        "aug_flip": 0.5 if flip else 0.0,
         "seed": m.seed,
     }
 
@@ -167,6 +168,7 @@ def _plan_group(g, model, family, sizes, members, indices, config, ds, any_plate
                 "examples); lower --batch-sizes or raise --train-size"
             )
     modes = {m.weight_decay_mode for m in members}
+    augments = [recipes.parse_augment(m.augment or "") for m in members]
     patterns = tuple(dict.fromkeys(p for m in members for p, _ in m.lr_multipliers))
     spec = TrainSpec(
         model=model,
@@ -191,8 +193,8 @@ def _plan_group(g, model, family, sizes, members, indices, config, ds, any_plate
         probes=tuple(p for p in config.probes if p in choices.STEP_PROBES),
         wd_scheduled=any(m.weight_decay_end != m.weight_decay for m in members),
         member_dropout=any(m.dropout is not None for m in members),
-        augment_pad=max(recipes.parse_augment(m.augment or "")[0] for m in members),
-        augment_flip=any(recipes.parse_augment(m.augment or "")[1] for m in members),
+        augment_pad=max(crop for crop, _ in augments),
+        augment_flip=any(flip for _, flip in augments),
     )
     if spec.member_dropout and not hasattr(spec.build_model(), "dropout_rate"):
         raise ValueError(

@@ -122,6 +122,18 @@ def expand(g: GroupRun) -> None:
     g.active = None
 
 
+def ranked(g: GroupRun, epoch: int, metric: str, members: np.ndarray) -> np.ndarray:
+    """``members`` best first by ``metric`` at the evaluation that ends
+    ``epoch`` (0-based): ``val_loss`` lowest, ``val_acc`` highest; a member
+    without a finite value (diverged) last; ties by member."""
+    end = int(g.plan.epoch_starts[epoch + 1])
+    e = int(np.flatnonzero(g.plan.eval_steps == end)[0])  # every epoch ends with one
+    value = g.history[metric][members, e].astype(np.float64)
+    sign = 1.0 if metric == "val_loss" else -1.0
+    value = np.where(np.isfinite(value), sign * value, np.inf)
+    return members[np.argsort(value, kind="stable")]
+
+
 class SuccessiveHalving(Hook):
     """The rungs of successive halving (module docstring): at the end of each
     rung's epoch, on the full state, the members outside the best ``1/eta``
@@ -151,21 +163,12 @@ class SuccessiveHalving(Hook):
                 yield np.flatnonzero(tag == b), f" (bracket {b})"
 
     def after_epoch(self, g: GroupRun, epoch: int) -> None:
-        end = int(g.plan.epoch_starts[epoch + 1])
-        e = int(
-            np.flatnonzero(g.plan.eval_steps == end)[0]
-        )  # every epoch ends with one
         alive_all = training(g)
         for members, label in self._sets(g, epoch):
             alive = np.intersect1d(alive_all, members)
             if len(alive) <= 1:
                 continue
-            value = g.history[self.metric][alive, e].astype(np.float64)
-            sign = 1.0 if self.metric == "val_loss" else -1.0
-            value = np.where(np.isfinite(value), sign * value, np.inf)
-            order = alive[
-                np.argsort(value, kind="stable")
-            ]  # best first, ties by member
+            order = ranked(g, epoch, self.metric, alive)
             keep = max(1, int(len(alive) // self.eta))
             drop = np.sort(order[keep:])
             if len(drop):
