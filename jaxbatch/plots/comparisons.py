@@ -254,7 +254,7 @@ def final_metric(out: str, key: str, metric: str = "test_acc") -> Figure:
     plot_final(ax, members, key, metric, arm_colors(names))
     n = max(len(ids) for _, _, ids in _cells(members, key)[0])
     ax.set_title(
-        f"final {_METRIC_LABELS.get(metric, metric)} per {key.replace('_', ' ')} "
+        f"final {_METRIC_LABELS.get(metric, metric)} per {key.replace('_', ' ')}\n"
         f"(dots: {n} seeds; bar: mean ± 95% t-interval)"
     )
     return fig
